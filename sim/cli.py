@@ -1,0 +1,223 @@
+"""The ``fiscalsim`` command line.
+
+    fiscalsim policy [--model M] [--inputs]
+    fiscalsim awards FIRMS.csv [-o AWARDS.csv] [--explain ROW]
+    fiscalsim awards --sample [-o AWARDS.csv]
+
+A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from sim import policy as policy_module
+from sim.awards import evaluate, explain
+from sim.errors import FirmTableError, FiscalsimError
+from sim.firms import ID_COLUMNS
+from sim.policy import Param, Policy, Rule
+
+pd.set_option("display.unicode.east_asian_width", True)
+pd.set_option("display.width", 250)
+pd.set_option("display.max_colwidth", 60)
+
+
+def _num(param: Param | None, percent: bool = False) -> str:
+    if param is None:
+        return ""
+    text = f"{param.value * 100:g}%" if percent else f"{param.value:g}"
+    return text + ("*" if param.assumed else "")
+
+
+def _rule_cells(rule: Rule) -> dict[str, str]:
+    tiers = "; ".join(f">={t.at:g}: {_num(t.amount)}" for t in rule.tiers)
+    if rule.tier_base:
+        tiers = f"{rule.tier_base} {tiers}"
+    return {
+        "rule": rule.id,
+        "kind": rule.kind,
+        "base": rule.base,
+        "rate": _num(rule.rate, percent=True),
+        "threshold": _num(rule.threshold),
+        "cap": _num(rule.cap),
+        "amount": _num(rule.amount),
+        "tiers": tiers,
+        "district": "" if rule.district_share.value == 1 and not rule.district_share.assumed
+        else _num(rule.district_share, percent=True),
+        "recurs": rule.recurrence,
+    }
+
+
+def catalogue_table(policy: Policy) -> pd.DataFrame:
+    """One row per rule, and one row for each article without a monetary rule."""
+    rows = []
+    for article in policy.articles:
+        rules = [r for r in policy.rules if r.article == article.number]
+        common = {"art": article.number, "domain": article.domain, "heading": article.heading_zh,
+                  "lead": article.lead}
+        if not rules:
+            rows.append({**common, "rule": "—"})
+        for rule in rules:
+            rows.append({**common, **_rule_cells(rule)})
+    return pd.DataFrame(rows).fillna("")
+
+
+def inputs_table(policy: Policy) -> pd.DataFrame:
+    used: dict[str, list[str]] = {}
+    for rule in policy.rules:
+        for name in rule.attributes():
+            used.setdefault(name, []).append(rule.id)
+    return pd.DataFrame([{
+        "attribute": a.name, "claimant": a.claimant, "type": a.type, "unit": a.unit,
+        "default": "required" if a.default is None else f"{a.default:g}",
+        "rules": len(used.get(a.name, [])), "description": a.description,
+    } for a in policy.attributes])
+
+
+def cmd_policy(args: argparse.Namespace) -> int:
+    policy = policy_module.load(args.model)
+    if args.inputs:
+        print(inputs_table(policy).to_string(index=False))
+        required = [a.name for a in policy.attributes if a.default is None]
+        print(f"\n{len(policy.attributes)} attributes; required (no default): {', '.join(required)}. "
+              "Money in 萬元.")
+        return 0
+    print(f"{policy.meta.get('title_zh', '')} — {policy.path}")
+    print("Money in 萬元; * marks an assumed number (the text leaves it open).\n")
+    print(catalogue_table(policy).to_string(index=False))
+    print("\nDomains (萬元)")
+    domains = pd.DataFrame([{
+        "domain": d.key, "name": d.name_zh, "lead": d.lead, "articles": f"{d.first_article}-{d.last_article}",
+        "budget": d.budget, "claims budget": _num(d.claims_budget), "sublines": len(d.sublines),
+        "rules": sum(r.domain == d.key for r in policy.rules),
+    } for d in policy.domains])
+    print(domains.to_string(index=False))
+    print(f"Net total after overlap: {policy.net_total:,.0f} 萬元")
+    assumptions = policy.assumptions()
+    with_rules = len({r.article for r in policy.rules})
+    print(f"\n{len(policy.articles)} articles; {len(policy.rules)} award rules in {with_rules} articles; "
+          f"{len(assumptions)} assumed numbers:")
+    for where, name, param in assumptions:
+        print(f"  {where} {name} = {param.value:g}: {param.why}")
+    return 0
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise FirmTableError(f"{path}: no such file")
+    try:
+        if path.suffix.lower() in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, skipinitialspace=True)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise FirmTableError(f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'}"
+                             f": {exc}") from None
+
+
+def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(handle)
+    try:
+        frame.to_csv(temp, index=True)
+        os.replace(temp, path)
+    finally:
+        if os.path.exists(temp):
+            os.unlink(temp)
+
+
+def cmd_awards(args: argparse.Namespace) -> int:
+    policy = policy_module.load(args.model)
+    if args.sample == (args.firms is not None):
+        raise FiscalsimError("fiscalsim awards: give a firm table (CSV or Parquet) or --sample, not both")
+    path = (policy_module.resolve_model(args.model) / "sample-firms.csv") if args.sample else Path(args.firms)
+    frame = _read_table(path)
+    if args.explain is not None:
+        return _explain(policy, frame, args.explain, path)
+    awards = evaluate(policy, frame, source=str(path))
+    table = awards.frame()
+    table["total"] = awards.gross.sum(axis=0)
+    table["district_total"] = awards.district.sum(axis=0)
+    if awards.firms.defaults_used:
+        print(f"defaults used for absent columns: {', '.join(awards.firms.defaults_used)}")
+    if awards.firms.ignored_columns:
+        print(f"columns the model does not declare (ignored): {', '.join(awards.firms.ignored_columns)}")
+    if args.output:
+        _write_atomic(table, Path(args.output))
+        print(f"wrote {len(table)} rows x {len(policy.rules)} rules to {args.output}")
+    else:
+        nonzero = table.loc[:, (table != 0).any(axis=0)]
+        print(nonzero.T.to_string())
+    rules = awards.rule_table()
+    rules = rules[rules.claimants > 0]
+    print(f"\n{len(table)} claimants, {int((table['total'] > 0).sum())} with an award; "
+          f"total {table['total'].sum():,.2f} 萬元, district-paid {table['district_total'].sum():,.2f} 萬元")
+    print(rules.to_string(index=False))
+    return 0
+
+
+def _explain(policy: Policy, frame: pd.DataFrame, row: int, path: Path) -> int:
+    if not 1 <= row <= len(frame):
+        raise FirmTableError(f"{path}: --explain takes a data row from 1 to {len(frame)}, got {row}")
+    evaluate(policy, frame.iloc[[row - 1]], source=f"{path} row {row}")  # validates the row
+    record = frame.iloc[row - 1].to_dict()
+    name = next((str(record[c]) for c in ID_COLUMNS if c in record), f"row {row}")
+    entries = explain(policy, record)
+    print(f"{path}, row {row} ({name})")
+    total = district = 0.0
+    for entry in entries:
+        total += entry["award"]
+        district += entry["district"]
+        flag = f"  [assumed: {', '.join(entry['assumed'])}]" if entry["assumed"] else ""
+        print(f"\n  article {entry['article']}, rule {entry['rule']}: {entry['award']:,.4g} 萬元{flag}")
+        print(f"    {entry['name_en']}")
+        for step in entry["steps"]:
+            print(f"    - {step}")
+        print(f"    「{entry['quote']}」")
+        if entry["judgement"]:
+            print(f"    reading: {entry['judgement']}")
+    if not entries:
+        print("  no rule reads a non-zero attribute of this row: no award")
+    print(f"\n  total {total:,.4g} 萬元, district-paid {district:,.4g} 萬元")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fiscalsim", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("policy", help="print the article catalogue of a policy model")
+    p.add_argument("--model", default=None, help="bundled model name or model folder (default binjiang-2024)")
+    p.add_argument("--inputs", action="store_true", help="list the claimant attributes with units")
+    p.set_defaults(func=cmd_policy)
+
+    p = sub.add_parser("awards", help="per-firm, per-rule awards for a table of firm facts")
+    p.add_argument("firms", nargs="?", help="CSV or Parquet of firm facts, one column per attribute")
+    p.add_argument("--sample", action="store_true", help="use the model's bundled sample-firms.csv")
+    p.add_argument("-o", "--output", help="write the awards as CSV here (nothing is written on error)")
+    p.add_argument("--explain", type=int, metavar="ROW", help="explain the awards of one data row (1-based)")
+    p.add_argument("--model", default=None, help="bundled model name or model folder")
+    p.set_defaults(func=cmd_awards)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FiscalsimError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # output piped into `head`
+        sys.stderr.close()
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,834 @@
+"""Load and validate a policy model folder into typed, immutable objects.
+
+A model folder (``models/binjiang-2024/``) holds ``policy.toml``: the articles, the domains and their
+budgets, the claimant attributes the rules read, and the award rules.  :func:`load` reads it and checks
+every field; every problem found is reported together in one :class:`~sim.errors.PolicyError` whose
+lines each name the file, the article, the rule and the field, e.g.::
+
+    models/x/policy.toml: article 13, rule a13-rd-increase-sme: cap must be >= 0, got -5
+
+Numbers are :class:`Param` objects that remember whether the text printed them, derived them, or left
+them open (``assumed = true`` with the reason).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from sim.errors import PolicyError
+
+DEFAULT_MODEL = "binjiang-2024"
+
+KINDS = ("rate", "external_share", "fixed", "tiered", "per_unit")
+RECURRENCES = ("one-off", "annual")
+ATTRIBUTE_TYPES = ("float", "int", "bool")
+CONDITION_OPS = ("equals", "at_least", "below")
+
+# Which optional rule fields each kind takes ("base" and the common fields are always taken).
+_KIND_FIELDS: dict[str, dict[str, bool]] = {
+    # field -> required?
+    "rate": {"rate": True, "cap": False, "threshold": False, "tiers": False, "tier_base": False},
+    "external_share": {"rate": True, "cap": False},
+    "fixed": {"amount": True},
+    "tiered": {"tiers": True},
+    "per_unit": {"amount": True, "cap": False},
+}
+_RULE_COMMON = {
+    "id", "article", "name_en", "kind", "claimant", "domain", "subline", "recurrence", "base",
+    "eligibility", "district_share", "intensity", "quote", "judgement", "note",
+}
+_ALL_RULE_FIELDS = _RULE_COMMON | {f for fields in _KIND_FIELDS.values() for f in fields}
+
+
+# ----------------------------------------------------------------------------- value objects
+@dataclass(frozen=True)
+class Param:
+    """A number of the model with its provenance.
+
+    ``assumed`` numbers are planning figures the text leaves open (``why`` says why this value);
+    ``derived`` numbers are arithmetic on the text (``derived`` shows it); the rest are printed in the
+    quote of the rule or domain they belong to.
+    """
+
+    value: float
+    assumed: bool = False
+    why: str = ""
+    derived: str = ""
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+
+@dataclass(frozen=True)
+class Tier:
+    at: float
+    amount: Param
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An eligibility condition: ``attribute`` ``op`` ``value`` (equals, at_least, below)."""
+
+    attribute: str
+    op: str
+    value: float
+
+    def describe(self) -> str:
+        symbol = {"equals": "==", "at_least": ">=", "below": "<"}[self.op]
+        return f"{self.attribute} {symbol} {self.value:g}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    article: int
+    name_en: str
+    kind: str
+    claimant: str
+    domain: str
+    recurrence: str
+    base: str
+    quote: str
+    rate: Param | None = None
+    cap: Param | None = None
+    threshold: Param | None = None
+    amount: Param | None = None
+    tier_base: str | None = None
+    tiers: tuple[Tier, ...] = ()
+    eligibility: tuple[Condition, ...] = ()
+    district_share: Param = Param(1.0)
+    intensity: Param = Param(1.0)
+    subline: str | None = None
+    judgement: str = ""
+    note: str = ""
+
+    def params(self) -> dict[str, Param]:
+        """Every number of the rule by field name (tiers as ``tiers[i]``)."""
+        out = {
+            name: getattr(self, name)
+            for name in ("rate", "cap", "threshold", "amount", "district_share", "intensity")
+            if getattr(self, name) is not None
+        }
+        for i, tier in enumerate(self.tiers):
+            out[f"tiers[{i}]"] = tier.amount
+        return out
+
+    def attributes(self) -> tuple[str, ...]:
+        """The claimant attributes the rule reads, base first."""
+        names = [self.base]
+        if self.tier_base:
+            names.append(self.tier_base)
+        names.extend(c.attribute for c in self.eligibility)
+        return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    claimant: str
+    type: str
+    unit: str
+    description: str
+    default: float | None = None
+    min: float = 0.0
+
+
+@dataclass(frozen=True)
+class Subline:
+    id: str
+    name_en: str
+    amount: float
+    quote: str
+
+
+@dataclass(frozen=True)
+class Domain:
+    key: str
+    name_zh: str
+    name_en: str
+    lead: str
+    first_article: int
+    last_article: int
+    budget: float
+    budget_article: int
+    budget_quote: str
+    claims_budget: Param
+    sublines: tuple[Subline, ...] = ()
+    budget_note: str = ""
+
+
+@dataclass(frozen=True)
+class Article:
+    number: int
+    heading_zh: str
+    name_en: str
+    domain: str
+    lead: str
+    responsible: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    id: str
+    domain: str
+    value: float
+    unit: str
+    comparison: str
+    quote: str
+    article: int | None = None
+    stretch: float | None = None
+
+
+@dataclass(frozen=True)
+class Reading:
+    threshold_inclusive: bool
+    plan_at_maximum: bool
+    notes: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Policy:
+    """A validated policy model.  Immutable; scenarios make modified copies."""
+
+    path: str
+    meta: Mapping[str, Any]
+    reading: Reading
+    claimants: Mapping[str, str]
+    domains: tuple[Domain, ...]
+    net_total: float
+    net_total_quote: str
+    targets: tuple[Target, ...]
+    articles: tuple[Article, ...]
+    attributes: tuple[Attribute, ...]
+    rules: tuple[Rule, ...]
+    source_text: str = field(default="", repr=False)
+
+    # look-ups -------------------------------------------------------------------------------
+    def rule(self, rule_id: str) -> Rule:
+        for rule in self.rules:
+            if rule.id == rule_id:
+                return rule
+        raise KeyError(f"{self.path}: no rule {rule_id!r}; known rules: {', '.join(self.rule_ids)}")
+
+    def attribute(self, name: str) -> Attribute:
+        for attribute in self.attributes:
+            if attribute.name == name:
+                return attribute
+        raise KeyError(f"{self.path}: no attribute {name!r}")
+
+    def domain(self, key: str) -> Domain:
+        for domain in self.domains:
+            if domain.key == key:
+                return domain
+        raise KeyError(f"{self.path}: no domain {key!r}")
+
+    def article(self, number: int) -> Article:
+        return self.articles[number - 1]
+
+    @property
+    def rule_ids(self) -> tuple[str, ...]:
+        return tuple(rule.id for rule in self.rules)
+
+    @property
+    def domain_keys(self) -> tuple[str, ...]:
+        return tuple(domain.key for domain in self.domains)
+
+    def input_attributes(self) -> tuple[Attribute, ...]:
+        """The attributes some rule reads, in declaration order."""
+        used = {name for rule in self.rules for name in rule.attributes()}
+        return tuple(a for a in self.attributes if a.name in used)
+
+    def assumptions(self) -> list[tuple[str, str, Param]]:
+        """(where, field, param) for every assumed number in the model."""
+        out = [
+            (f"domain {d.key}", "claims_budget", d.claims_budget)
+            for d in self.domains
+            if d.claims_budget.assumed
+        ]
+        for rule in self.rules:
+            out.extend((f"rule {rule.id}", name, p) for name, p in rule.params().items() if p.assumed)
+        return out
+
+
+# ----------------------------------------------------------------------------- model location
+def models_root() -> Path:
+    """The folder holding the bundled models.
+
+    In an installed wheel the models travel inside the package (``sim/models``); in a source checkout
+    (also an editable install) they are the repository's top-level ``models/`` folder.
+    """
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "models", here.parent / "models"):
+        if (candidate / DEFAULT_MODEL / "policy.toml").is_file():
+            return candidate
+    raise PolicyError(
+        f"the bundled models are missing: looked in {here / 'models'} and {here.parent / 'models'}; "
+        "reinstall fiscalsim or pass a model folder explicitly"
+    )
+
+
+def resolve_model(model: str | Path | None = None) -> Path:
+    """A model folder from a bundled model's name, a folder path, or a ``policy.toml`` path."""
+    if model is None:
+        model = DEFAULT_MODEL
+    path = Path(model)
+    if path.name == "policy.toml":
+        path = path.parent
+    if (path / "policy.toml").is_file():
+        return path
+    if isinstance(model, str) and "/" not in model and "\\" not in model:
+        bundled = models_root() / model
+        if (bundled / "policy.toml").is_file():
+            return bundled
+    names = sorted(p.name for p in models_root().iterdir() if (p / "policy.toml").is_file())
+    raise PolicyError(
+        f"{model}: no policy.toml there and no bundled model of that name; bundled models: "
+        f"{', '.join(names)}"
+    )
+
+
+def load(model: str | Path | None = None) -> Policy:
+    """Load and validate a model folder (or a bundled model by name; the default is Binjiang 2024)."""
+    folder = resolve_model(model)
+    file = folder / "policy.toml"
+    shown = _display(file)
+    try:
+        with open(file, "rb") as handle:
+            data = tomllib.load(handle)
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{shown}: not valid TOML: {exc}") from None
+    source_text = ""
+    source_name = data.get("model", {}).get("source") if isinstance(data.get("model"), dict) else None
+    if isinstance(source_name, str) and (folder / source_name).is_file():
+        source_text = (folder / source_name).read_text(encoding="utf-8")
+    return from_dict(data, origin=shown, source_text=source_text)
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- validation
+class _Problems:
+    """Collects every problem with its location; raised once at the end."""
+
+    def __init__(self, origin: str):
+        self.origin = origin
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        prefix = f"{self.origin}: {where}: " if where else f"{self.origin}: "
+        self.lines.append(prefix + message)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            count = len(self.lines)
+            head = "" if count == 1 else f"{count} problems in the policy model:\n  "
+            raise PolicyError(head + "\n  ".join(self.lines))
+
+
+class _Table:
+    """Typed access to one TOML table, remembering its location for messages."""
+
+    def __init__(self, data: Any, where: str, problems: _Problems, allowed: set[str] | None = None):
+        self.where = where
+        self.problems = problems
+        if not isinstance(data, dict):
+            problems.add(where, f"must be a table, got {type(data).__name__}")
+            data = {}
+        self.data = data
+        if allowed is not None:
+            for key in data:
+                if key not in allowed:
+                    problems.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def _missing(self, key: str) -> None:
+        self.problems.add(self.where, f"{key} is required")
+
+    def str(self, key: str, required: bool = True, default: str = "") -> str:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return default
+        if not isinstance(value, str):
+            self.problems.add(self.where, f"{key} must be text, got {value!r}")
+            return default
+        return value
+
+    def int(self, key: str, required: bool = True) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.add(self.where, f"{key} must be a whole number, got {value!r}")
+            return None
+        return value
+
+    def bool(self, key: str, required: bool = True, default: bool = False) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return default
+        if not isinstance(value, bool):
+            self.problems.add(self.where, f"{key} must be true or false, got {value!r}")
+            return default
+        return value
+
+    def number(self, key: str, required: bool = True) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        return _number(value, key, self.where, self.problems)
+
+    def param(self, key: str, required: bool = True) -> Param | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        return _param(value, key, self.where, self.problems)
+
+    def list(self, key: str) -> list:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            self.problems.add(self.where, f"{key} must be a list, got {value!r}")
+            return []
+        return value
+
+
+def _number(value: Any, key: str, where: str, problems: _Problems) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.add(where, f"{key} must be a number, got {value!r}")
+        return None
+    if not math.isfinite(value):
+        problems.add(where, f"{key} must be finite, got {value!r}")
+        return None
+    return float(value)
+
+
+def _param(value: Any, key: str, where: str, problems: _Problems) -> Param | None:
+    if isinstance(value, dict):
+        table = _Table(value, where, problems, allowed={"value", "assumed", "why", "derived"})
+        number = _number(value.get("value"), f"{key}.value", where, problems)
+        assumed = table.bool("assumed", required=False)
+        why = table.str("why", required=False)
+        derived = table.str("derived", required=False)
+        if assumed and not why:
+            problems.add(where, f"{key} is assumed, so it needs a `why` saying why this value")
+        if not assumed and not derived:
+            problems.add(
+                where,
+                f"{key} is written as a table but is neither assumed (assumed = true, why = ...) "
+                "nor derived (derived = ...); write a number printed in the quote plainly",
+            )
+        if assumed and derived:
+            problems.add(where, f"{key} cannot be both assumed and derived")
+        if number is None:
+            return None
+        return Param(number, assumed=assumed, why=why, derived=derived)
+    number = _number(value, key, where, problems)
+    return None if number is None else Param(number)
+
+
+def _check_range(problems: _Problems, where: str, key: str, p: Param | None,
+                 low: float | None = None, high: float | None = None) -> None:
+    if p is None:
+        return
+    if low is not None and p.value < low:
+        problems.add(where, f"{key} must be >= {low:g}, got {p.value:g}")
+    if high is not None and p.value > high:
+        problems.add(where, f"{key} must be <= {high:g}, got {p.value:g}")
+
+
+_TOP_KEYS = {"model", "reading", "claimants", "domains", "budget_total", "targets", "articles",
+             "attributes", "rules"}
+_RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: str = "") -> Policy:
+    """Validate the parsed contents of a ``policy.toml`` into a :class:`Policy`."""
+    problems = _Problems(origin)
+    top = _Table(dict(data), "", problems, allowed=_TOP_KEYS)
+    for key in sorted(_TOP_KEYS - set(top.data)):
+        problems.add("", f"missing section [{key}]")
+
+    meta = _Table(top.data.get("model", {}), "[model]", problems, allowed={
+        "id", "title_zh", "title_en", "issuer", "issued", "year", "money_unit", "source",
+        "validity_quote"})
+    for key in ("id", "title_zh", "money_unit"):
+        meta.str(key)
+    if meta.data.get("money_unit", "萬元") != "萬元":
+        problems.add("[model]", f"money_unit must be 萬元, got {meta.data.get('money_unit')!r}")
+
+    reading_table = _Table(top.data.get("reading", {}), "[reading]", problems, allowed={
+        "threshold_inclusive", "threshold_note", "plan_at_maximum", "maximum_note",
+        "district_share_note", "lead_note"})
+    reading = Reading(
+        threshold_inclusive=reading_table.bool("threshold_inclusive"),
+        plan_at_maximum=reading_table.bool("plan_at_maximum"),
+        notes=MappingProxyType({k: v for k, v in reading_table.data.items() if k.endswith("_note")}),
+    )
+
+    claimants_raw = top.data.get("claimants", {})
+    claimants: dict[str, str] = {}
+    if isinstance(claimants_raw, dict):
+        for key, text in claimants_raw.items():
+            if not isinstance(text, str):
+                problems.add(f"claimant {key}", "must be a description (text)")
+            claimants[key] = str(text)
+    else:
+        problems.add("[claimants]", "must be a table of claimant kind = description")
+
+    domains = _domains(top.data.get("domains", {}), problems)
+    domain_keys = {d.key for d in domains}
+    budget_total = _Table(top.data.get("budget_total", {}), "[budget_total]", problems,
+                          allowed={"net_of_overlap", "quote", "note"})
+    net_total = budget_total.number("net_of_overlap") or 0.0
+    gross = sum(d.budget for d in domains)
+    if net_total > gross + 1e-6:
+        problems.add("[budget_total]", f"net_of_overlap {net_total:g} exceeds the sum of the domain "
+                     f"budgets {gross:g} 萬元")
+    if net_total < 0:
+        problems.add("[budget_total]", f"net_of_overlap must be >= 0, got {net_total:g}")
+
+    articles = _articles(top.list("articles"), domain_keys, domains, problems)
+    targets = _targets(top.list("targets"), domain_keys, problems)
+    attributes = _attributes(top.data.get("attributes", {}), claimants, problems)
+    rules = _rules(top.list("rules"), articles, domains, attributes, claimants, source_text, problems)
+
+    problems.raise_if_any()
+    return Policy(
+        path=origin,
+        meta=MappingProxyType(dict(meta.data)),
+        reading=reading,
+        claimants=MappingProxyType(claimants),
+        domains=tuple(domains),
+        net_total=net_total,
+        net_total_quote=budget_total.str("quote", required=False),
+        targets=tuple(targets),
+        articles=tuple(articles),
+        attributes=tuple(attributes.values()),
+        rules=tuple(rules),
+        source_text=source_text,
+    )
+
+
+def _domains(raw: Any, problems: _Problems) -> list[Domain]:
+    out = []
+    if not isinstance(raw, dict):
+        problems.add("[domains]", "must be a table of domains")
+        return out
+    for key, value in raw.items():
+        where = f"domain {key}"
+        t = _Table(value, where, problems, allowed={
+            "name_zh", "name_en", "lead", "articles", "budget", "budget_article", "budget_quote",
+            "budget_note", "claims_budget", "sublines"})
+        span = t.list("articles")
+        if len(span) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in span):
+            problems.add(where, f"articles must be [first, last] article numbers, got {span!r}")
+            span = [0, -1]
+        budget = t.number("budget")
+        if budget is not None and budget < 0:
+            problems.add(where, f"budget must be >= 0, got {budget:g}")
+        claims = t.param("claims_budget")
+        if claims is not None and budget is not None and not 0 <= claims.value <= budget:
+            problems.add(where, f"claims_budget must lie between 0 and the budget {budget:g}, got "
+                         f"{claims.value:g}")
+        sublines = []
+        for i, raw_line in enumerate(t.list("sublines")):
+            lt = _Table(raw_line, f"{where}, subline {i + 1}", problems,
+                        allowed={"id", "name_en", "amount", "quote"})
+            amount = lt.number("amount")
+            if amount is not None and amount < 0:
+                problems.add(lt.where, f"amount must be >= 0, got {amount:g}")
+            sublines.append(Subline(lt.str("id"), lt.str("name_en", required=False),
+                                    amount or 0.0, lt.str("quote")))
+        if sublines and budget is not None:
+            total = sum(s.amount for s in sublines)
+            if abs(total - budget) > 1e-6 * max(1.0, budget):
+                problems.add(where, f"sublines add to {total:g} 萬元 but the budget is {budget:g} 萬元; "
+                             "fix a subline amount or the budget")
+        out.append(Domain(
+            key=key, name_zh=t.str("name_zh"), name_en=t.str("name_en"), lead=t.str("lead"),
+            first_article=span[0], last_article=span[1], budget=budget or 0.0,
+            budget_article=t.int("budget_article") or 0, budget_quote=t.str("budget_quote"),
+            claims_budget=claims or Param(0.0), sublines=tuple(sublines),
+            budget_note=t.str("budget_note", required=False),
+        ))
+    return out
+
+
+def _articles(raw: list, domain_keys: set[str], domains: list[Domain],
+              problems: _Problems) -> list[Article]:
+    out = []
+    seen: set[int] = set()
+    spans = {d.key: (d.first_article, d.last_article) for d in domains}
+    for i, value in enumerate(raw):
+        number = value.get("number") if isinstance(value, dict) else None
+        where = f"article {number}" if isinstance(number, int) else f"articles entry {i + 1}"
+        t = _Table(value, where, problems, allowed={
+            "number", "heading_zh", "name_en", "domain", "lead", "responsible"})
+        number = t.int("number")
+        domain = t.str("domain")
+        if number is not None:
+            if number in seen:
+                problems.add(where, "duplicate article number")
+            seen.add(number)
+        if domain and domain not in domain_keys:
+            problems.add(where, f"unknown domain {domain!r} (known: {', '.join(sorted(domain_keys))})")
+        elif domain and number is not None:
+            first, last = spans[domain]
+            if not first <= number <= last:
+                problems.add(where, f"domain {domain} covers articles {first}-{last}")
+        responsible = t.list("responsible")
+        out.append(Article(number or 0, t.str("heading_zh"), t.str("name_en"), domain,
+                           t.str("lead"), tuple(str(r) for r in responsible)))
+    if seen and seen != set(range(1, len(out) + 1)):
+        problems.add("[[articles]]", f"articles must be numbered 1..{len(out)} without gaps; missing "
+                     f"{sorted(set(range(1, len(out) + 1)) - seen)}")
+    out.sort(key=lambda a: a.number)
+    return out
+
+
+def _targets(raw: list, domain_keys: set[str], problems: _Problems) -> list[Target]:
+    out = []
+    for i, value in enumerate(raw):
+        t = _Table(value, f"target {value.get('id', i + 1) if isinstance(value, dict) else i + 1}",
+                   problems, allowed={"id", "domain", "article", "value", "stretch", "unit",
+                                      "comparison", "quote"})
+        domain = t.str("domain")
+        if domain and domain not in domain_keys:
+            problems.add(t.where, f"unknown domain {domain!r}")
+        out.append(Target(t.str("id"), domain, t.number("value") or 0.0, t.str("unit"),
+                          t.str("comparison"), t.str("quote"), t.int("article", required=False),
+                          t.number("stretch", required=False)))
+    return out
+
+
+def _attributes(raw: Any, claimants: Mapping[str, str], problems: _Problems) -> dict[str, Attribute]:
+    out: dict[str, Attribute] = {}
+    if not isinstance(raw, dict):
+        problems.add("[attributes]", "must be a table of attributes")
+        return out
+    for name, value in raw.items():
+        where = f"attribute {name}"
+        t = _Table(value, where, problems, allowed={
+            "claimant", "type", "unit", "description", "default", "min"})
+        claimant = t.str("claimant")
+        if claimant and claimant not in claimants:
+            problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(claimants)})")
+        kind = t.str("type")
+        if kind and kind not in ATTRIBUTE_TYPES:
+            problems.add(where, f"type must be one of {', '.join(ATTRIBUTE_TYPES)}, got {kind!r}")
+        minimum = t.number("min", required=False)
+        minimum = 0.0 if minimum is None else minimum
+        default = t.number("default", required=False)
+        if default is not None and default < minimum:
+            problems.add(where, f"default {default:g} is below min {minimum:g}")
+        if kind == "bool" and default is not None and default not in (0.0, 1.0):
+            problems.add(where, f"a bool attribute's default must be 0 or 1, got {default:g}")
+        out[name] = Attribute(name, claimant, kind, t.str("unit"), t.str("description"), default,
+                              minimum)
+    return out
+
+
+def _check_attribute(problems: _Problems, where: str, attributes: Mapping[str, Attribute], claimant: str,
+                     name: str | None, role: str, types: tuple[str, ...] = ATTRIBUTE_TYPES) -> None:
+    """A rule's base, tier base or eligibility attribute must be declared, the rule's claimant's, typed."""
+    if not name:
+        return
+    if name not in attributes:
+        problems.add(where, f"{role} names unknown attribute {name!r}; declare it under "
+                     "[attributes] with its unit and type")
+        return
+    a = attributes[name]
+    if claimant and a.claimant != claimant:
+        problems.add(where, f"{role} {name!r} belongs to claimant {a.claimant!r}, the rule to {claimant!r}")
+    if a.type not in types:
+        problems.add(where, f"{role} {name!r} must be of type {' or '.join(types)}, is {a.type}")
+
+
+def _rules(raw: list, articles: list[Article], domains: list[Domain],
+           attributes: Mapping[str, Attribute], claimants: Mapping[str, str], source_text: str,
+           problems: _Problems) -> list[Rule]:
+    out = []
+    seen: set[str] = set()
+    article_numbers = {a.number for a in articles}
+    domain_by_key = {d.key: d for d in domains}
+    for i, value in enumerate(raw):
+        rule_id = value.get("id") if isinstance(value, dict) else None
+        article_no = value.get("article") if isinstance(value, dict) else None
+        where = (f"article {article_no}, " if isinstance(article_no, int) else "") + (
+            f"rule {rule_id}" if isinstance(rule_id, str) else f"rules entry {i + 1}")
+        t = _Table(value, where, problems, allowed=_ALL_RULE_FIELDS)
+        rule_id = t.str("id")
+        if rule_id:
+            if not _RULE_ID.match(rule_id):
+                problems.add(where, "id must be lower-case letters, digits and '-'")
+            if rule_id in seen:
+                problems.add(where, "duplicate rule id; every rule needs its own stable id")
+            seen.add(rule_id)
+        article = t.int("article")
+        if article is not None and article not in article_numbers:
+            problems.add(where, f"article {article} is not among the model's articles")
+        kind = t.str("kind")
+        if kind and kind not in KINDS:
+            problems.add(where, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        fields = _KIND_FIELDS.get(kind, {})
+        for name, required in fields.items():
+            if required and name not in t.data:
+                problems.add(where, f"a {kind} rule needs {name}")
+        for name in t.data:
+            if name in _ALL_RULE_FIELDS and name not in _RULE_COMMON and name not in fields and kind in KINDS:
+                problems.add(where, f"{name} does not apply to a {kind} rule")
+        claimant = t.str("claimant")
+        if claimant and claimant not in claimants:
+            problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(claimants)})")
+        domain = t.str("domain")
+        if domain and domain not in domain_by_key:
+            problems.add(where, f"unknown domain {domain!r} (known: {', '.join(domain_by_key)})")
+        subline = t.str("subline", required=False) or None
+        if subline and domain in domain_by_key:
+            ids = [s.id for s in domain_by_key[domain].sublines]
+            if subline not in ids:
+                problems.add(where, f"unknown subline {subline!r} of domain {domain} "
+                             f"(known: {', '.join(ids) or 'none'})")
+        recurrence = t.str("recurrence")
+        if recurrence and recurrence not in RECURRENCES:
+            problems.add(where, f"recurrence must be one of {', '.join(RECURRENCES)}, got {recurrence!r}")
+
+        base = t.str("base")
+        base_types = {"fixed": ("bool",), "per_unit": ("int",), "tiered": ("int", "float")}.get(
+            kind, ("float", "int"))
+        _check_attribute(problems, where, attributes, claimant, base, "base", base_types)
+        tier_base = t.str("tier_base", required=False) or None
+        _check_attribute(problems, where, attributes, claimant, tier_base, "tier_base", ("float", "int"))
+
+        rate = t.param("rate", required=False)
+        _check_range(problems, where, "rate", rate, 0.0, 1.0)
+        cap = t.param("cap", required=False)
+        _check_range(problems, where, "cap", cap, 0.0)
+        threshold = t.param("threshold", required=False)
+        _check_range(problems, where, "threshold", threshold, 0.0)
+        amount = t.param("amount", required=False)
+        _check_range(problems, where, "amount", amount, 0.0)
+        share = t.param("district_share", required=False) or Param(1.0)
+        _check_range(problems, where, "district_share", share, 0.0, 1.0)
+        intensity = t.param("intensity", required=False) or Param(1.0)
+        _check_range(problems, where, "intensity", intensity, 0.0, 1.0)
+
+        tiers = []
+        for j, raw_tier in enumerate(t.list("tiers")):
+            tt = _Table(raw_tier, f"{where}, tier {j + 1}", problems, allowed={"at", "amount"})
+            at = tt.number("at")
+            tier_amount = tt.param("amount")
+            _check_range(problems, tt.where, "amount", tier_amount, 0.0)
+            if at is not None and tier_amount is not None:
+                tiers.append(Tier(at, tier_amount))
+        if "tiers" in t.data and not t.data.get("tiers") and kind == "tiered":
+            problems.add(where, "a tiered rule needs at least one tier")
+        for lower, upper in zip(tiers, tiers[1:]):
+            if upper.at <= lower.at:
+                problems.add(where, "tiers must be listed with `at` strictly increasing")
+            if upper.amount.value < lower.amount.value:
+                problems.add(where, "tier amounts must not fall as `at` rises")
+        if kind == "rate" and bool(tiers) != bool(tier_base):
+            problems.add(where, "tiers and tier_base go together on a rate rule")
+
+        conditions = []
+        for j, raw_condition in enumerate(t.list("eligibility")):
+            ct = _Table(raw_condition, f"{where}, eligibility {j + 1}", problems,
+                        allowed={"attribute", *CONDITION_OPS})
+            name = ct.str("attribute")
+            _check_attribute(problems, where, attributes, claimant, name, "eligibility")
+            ops = [op for op in CONDITION_OPS if op in ct.data]
+            if len(ops) != 1:
+                problems.add(ct.where, f"give exactly one of {', '.join(CONDITION_OPS)}")
+                continue
+            number = ct.number(ops[0])
+            if number is not None and name:
+                conditions.append(Condition(name, ops[0], number))
+
+        quote = t.str("quote")
+        if quote and source_text and quote not in source_text:
+            problems.add(where, "quote is not found verbatim in the model's source text; copy it exactly")
+
+        out.append(Rule(
+            id=rule_id, article=article or 0, name_en=t.str("name_en"), kind=kind,
+            claimant=claimant, domain=domain, recurrence=recurrence, base=base, quote=quote,
+            rate=rate, cap=cap, threshold=threshold, amount=amount, tier_base=tier_base,
+            tiers=tuple(tiers), eligibility=tuple(conditions), district_share=share,
+            intensity=intensity, subline=subline, judgement=t.str("judgement", required=False),
+            note=t.str("note", required=False),
+        ))
+    if not out:
+        problems.add("[[rules]]", "the model has no rules")
+    return out
+
+
+# ----------------------------------------------------------------------------- worked examples
+@dataclass(frozen=True)
+class Example:
+    """A hand-worked case: a claimant's facts and the awards the text implies (萬元 per rule)."""
+
+    file: str
+    article: int
+    name: str
+    firm: Mapping[str, float]
+    expect: Mapping[str, float]
+    expect_district: Mapping[str, float]
+
+
+def load_examples(model: str | Path | None = None, policy: Policy | None = None) -> list[Example]:
+    """Read ``examples/*.toml`` of a model folder, checking rule ids and attribute names."""
+    folder = resolve_model(model) / "examples"
+    policy = policy or load(model)
+    rule_ids = set(policy.rule_ids)
+    attributes = {a.name for a in policy.attributes}
+    out = []
+    for file in sorted(folder.glob("*.toml")):
+        shown = _display(file)
+        problems = _Problems(shown)
+        try:
+            with open(file, "rb") as handle:
+                data = tomllib.load(handle)
+        except tomllib.TOMLDecodeError as exc:
+            raise PolicyError(f"{shown}: not valid TOML: {exc}") from None
+        top = _Table(data, "", problems, allowed={"article", "cases"})
+        article = top.int("article")
+        for i, raw in enumerate(top.list("cases")):
+            t = _Table(raw, f"case {i + 1}", problems, allowed={"name", "firm", "expect", "expect_district"})
+            firm = {k: _number(v, k, t.where, problems) for k, v in t.data.get("firm", {}).items()}
+            expect = {k: _number(v, k, t.where, problems) for k, v in t.data.get("expect", {}).items()}
+            district = {k: _number(v, k, t.where, problems)
+                        for k, v in t.data.get("expect_district", {}).items()}
+            for name in firm:
+                if name not in attributes:
+                    problems.add(t.where, f"firm names unknown attribute {name!r}")
+            for rule_id in [*expect, *district]:
+                if rule_id not in rule_ids:
+                    problems.add(t.where, f"expects unknown rule {rule_id!r}")
+                elif policy.rule(rule_id).article != article:
+                    problems.add(t.where, f"rule {rule_id} belongs to article {policy.rule(rule_id).article}")
+            if not expect:
+                problems.add(t.where, "a case needs `expect`")
+            out.append(Example(shown, article or 0, t.str("name"), MappingProxyType(firm),
+                               MappingProxyType(expect), MappingProxyType(district)))
+        problems.raise_if_any()
+    return out

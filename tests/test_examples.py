@@ -1,0 +1,72 @@
+"""The hand-worked cases of models/binjiang-2024/examples/, and their coverage of every rule."""
+
+import numpy as np
+import pytest
+
+import sim.policy
+from sim.awards import evaluate
+
+POLICY = sim.policy.load()
+EXAMPLES = sim.policy.load_examples(policy=POLICY)
+
+
+def firm_row(policy, facts):
+    """One-row table: the case's facts, the model's defaults, 0 for required attributes not given."""
+    row = {}
+    for attribute in policy.input_attributes():
+        value = facts.get(attribute.name, attribute.default if attribute.default is not None else 0.0)
+        row[attribute.name] = np.array([value], dtype=np.float64)
+    return row
+
+
+@pytest.mark.parametrize("case", EXAMPLES, ids=[f"a{e.article:02d}-{i}" for i, e in enumerate(EXAMPLES)])
+def test_worked_example(case):
+    awards = evaluate(POLICY, firm_row(POLICY, case.firm))
+    gross = dict(zip(POLICY.rule_ids, awards.gross[:, 0]))
+    district = dict(zip(POLICY.rule_ids, awards.district[:, 0]))
+    for rule_id, expected in case.expect.items():
+        assert gross[rule_id] == pytest.approx(expected, abs=1e-9), f"{case.name}: {rule_id}"
+    for rule_id, expected in case.expect_district.items():
+        assert district[rule_id] == pytest.approx(expected, abs=1e-9), f"{case.name}: {rule_id} district"
+
+
+def _cases_for(rule):
+    return [(e.firm, e.expect[rule.id]) for e in EXAMPLES if rule.id in e.expect]
+
+
+@pytest.mark.parametrize("rule", POLICY.rules, ids=POLICY.rule_ids)
+def test_every_rule_is_worked_in_each_regime(rule):
+    cases = _cases_for(rule)
+    assert any(v == 0 for _, v in cases), "needs a case with no award (ineligible or zero base)"
+    assert any(v > 0 for _, v in cases), "needs a case with an award"
+    if rule.threshold is not None:
+        t = rule.threshold.value
+        assert any(f.get(rule.base) == t and v > 0 for f, v in cases), "needs a case at the threshold"
+        assert any(0 < f.get(rule.base, 0) < t and v == 0 for f, v in cases), "needs a case just below"
+    if rule.cap is not None:
+        cap = rule.cap.value
+        assert any(v == pytest.approx(cap) for _, v in cases), "needs a case at the cap"
+        rate = rule.rate.value if rule.rate else rule.amount.value
+        assert any(f.get(rule.base, 0) * rate > cap for f, _ in cases), "needs a case above the cap"
+    for tier in rule.tiers:
+        tb = rule.tier_base or rule.base
+        assert any(f.get(tb) == tier.at and v == tier.amount.value for f, v in cases), f"tier at {tier.at}"
+    if rule.eligibility:
+        assert any(v == 0 and f.get(rule.base, 0) > 0 and not _eligible(rule, f) for f, v in cases), \
+            "needs an ineligible claimant whose base would otherwise earn an award"
+    if rule.kind in ("rate", "external_share", "per_unit") and rule.cap is None:
+        assert len({f.get(rule.base) for f, v in cases if v > 0}) >= 2, "needs two mid-range cases"
+
+
+def _eligible(rule, facts):
+    for c in rule.eligibility:
+        value = facts.get(c.attribute, 0)
+        ok = {"equals": value == c.value, "at_least": value >= c.value, "below": value < c.value}[c.op]
+        if not ok:
+            return False
+    return True
+
+
+def test_every_article_with_rules_has_an_example_file():
+    with_rules = {r.article for r in POLICY.rules}
+    assert with_rules == {e.article for e in EXAMPLES}
