@@ -3,6 +3,7 @@
     fiscalsim policy [--model M] [--inputs]
     fiscalsim awards FIRMS.csv [-o AWARDS.csv] [--explain ROW]
     fiscalsim awards --sample [-o AWARDS.csv]
+    fiscalsim calibrate [--seed S] [--replications R]
 
 A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
 """
@@ -18,9 +19,10 @@ from pathlib import Path
 import pandas as pd
 
 from sim import policy as policy_module
+from sim import population
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
-from sim.firms import ID_COLUMNS
+from sim.firms import ID_COLUMNS, read_table
 from sim.policy import Param, Policy, Rule
 
 pd.set_option("display.unicode.east_asian_width", True)
@@ -108,18 +110,6 @@ def cmd_policy(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_table(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise FirmTableError(f"{path}: no such file")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, skipinitialspace=True)
-    except (ValueError, OSError, pd.errors.ParserError) as exc:
-        raise FirmTableError(f"{path}: cannot read it as {'Parquet' if path.suffix == '.parquet' else 'CSV'}"
-                             f": {exc}") from None
-
-
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -137,7 +127,7 @@ def cmd_awards(args: argparse.Namespace) -> int:
     if args.sample == (args.firms is not None):
         raise FiscalsimError("fiscalsim awards: give a firm table (CSV or Parquet) or --sample, not both")
     path = (policy_module.resolve_model(args.model) / "sample-firms.csv") if args.sample else Path(args.firms)
-    frame = _read_table(path)
+    frame = read_table(path)
     if args.explain is not None:
         return _explain(policy, frame, args.explain, path)
     awards = evaluate(policy, frame, source=str(path))
@@ -188,6 +178,24 @@ def _explain(policy: Policy, frame: pd.DataFrame, row: int, path: Path) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    spec = population.load_spec(args.model)
+    table = population.calibration_table(spec, seed=args.seed, replications=args.replications)
+    print(f"Calibration of {spec.path}: {spec.total:,} claimants in {len(spec.segments)} segments; "
+          f"{args.replications} replications, seed {args.seed}\n")
+    for row in table.itertuples():
+        band = f" (band {row.low:,.4g}-{row.high:,.4g})" if row.low is not None and pd.notna(row.low) else ""
+        verdict = "" if row.in_band is None else ("  in band" if row.in_band else "  OUT OF BAND")
+        expected = f"expected {row.expected:,.4g}, " if pd.notna(row.expected) else ""
+        print(f"{row.target}: {row.statistic} [{row.unit}]")
+        print(f"  target {row.target_value:,.4g}{band}; synthetic {expected}simulated {row.mean:,.4g} "
+              f"± {row.sd:,.3g}{verdict}")
+        print(f"  source: {row.source}")
+    print("\nEnterprise size and R&D by size class (萬元; shapes are assumed, see population.toml)")
+    print(population.size_quantiles(spec, seed=args.seed).round(1).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fiscalsim", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -204,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--explain", type=int, metavar="ROW", help="explain the awards of one data row (1-based)")
     p.add_argument("--model", default=None, help="bundled model name or model folder")
     p.set_defaults(func=cmd_awards)
+
+    p = sub.add_parser("calibrate", help="compare the synthetic population with its calibration targets")
+    p.add_argument("--model", default=None, help="bundled model name or model folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replications", type=int, default=5)
+    p.set_defaults(func=cmd_calibrate)
     return parser
 
 

@@ -16,3 +16,7 @@ class PolicyError(FiscalsimError):
 
 class FirmTableError(FiscalsimError):
     """A firm table (CSV, Parquet or in-memory) does not fit the policy's declared attributes."""
+
+
+class SpecError(FiscalsimError):
+    """A population or process specification is malformed; the message lists every problem found."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -103,7 +104,7 @@ def firm_table(policy: Policy, data: Any, *, source: str = "<firm table>",
 
 def _check_column(attribute, raw) -> tuple[np.ndarray, str]:
     series = pd.Series(raw).reset_index(drop=True)
-    if attribute.type == "bool" and series.dtype == object:
+    if attribute.type == "bool" and (series.dtype == object or pd.api.types.is_string_dtype(series)):
         series = series.map(lambda v: {"true": 1, "false": 0}.get(v.strip().lower(), v)
                             if isinstance(v, str) else v)
     numeric = pd.to_numeric(series, errors="coerce")
@@ -130,3 +131,20 @@ def _check_column(attribute, raw) -> tuple[np.ndarray, str]:
         if bad.any():
             return values, f"a count must be a whole number: {_rows(bad, values)}"
     return values, ""
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV or Parquet table of claimant facts; a clear error when the file cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise FirmTableError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        if suffix in (".csv", ".txt"):
+            return pd.read_csv(path, skipinitialspace=True)
+    except (ValueError, OSError, pd.errors.ParserError) as exc:
+        raise FirmTableError(f"{path}: cannot read it as {'Parquet' if suffix in ('.parquet', '.pq') else 'CSV'}: "
+                             f"{exc}") from None
+    raise FirmTableError(f"{path}: a firm table must be .csv or .parquet, got {suffix or 'no extension'}")

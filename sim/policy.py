@@ -13,7 +13,6 @@ them open (``assumed = true`` with the reason).
 
 from __future__ import annotations
 
-import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -23,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sim.errors import PolicyError
+from sim.validation import Param, Problems, Table, check_range, display_path, number
 
 DEFAULT_MODEL = "binjiang-2024"
 
@@ -48,24 +48,6 @@ _ALL_RULE_FIELDS = _RULE_COMMON | {f for fields in _KIND_FIELDS.values() for f i
 
 
 # ----------------------------------------------------------------------------- value objects
-@dataclass(frozen=True)
-class Param:
-    """A number of the model with its provenance.
-
-    ``assumed`` numbers are planning figures the text leaves open (``why`` says why this value);
-    ``derived`` numbers are arithmetic on the text (``derived`` shows it); the rest are printed in the
-    quote of the rule or domain they belong to.
-    """
-
-    value: float
-    assumed: bool = False
-    why: str = ""
-    derived: str = ""
-
-    def __float__(self) -> float:
-        return float(self.value)
-
-
 @dataclass(frozen=True)
 class Tier:
     at: float
@@ -298,7 +280,7 @@ def load(model: str | Path | None = None) -> Policy:
     """Load and validate a model folder (or a bundled model by name; the default is Binjiang 2024)."""
     folder = resolve_model(model)
     file = folder / "policy.toml"
-    shown = _display(file)
+    shown = display_path(file)
     try:
         with open(file, "rb") as handle:
             data = tomllib.load(handle)
@@ -311,151 +293,6 @@ def load(model: str | Path | None = None) -> Policy:
     return from_dict(data, origin=shown, source_text=source_text)
 
 
-def _display(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
-# ----------------------------------------------------------------------------- validation
-class _Problems:
-    """Collects every problem with its location; raised once at the end."""
-
-    def __init__(self, origin: str):
-        self.origin = origin
-        self.lines: list[str] = []
-
-    def add(self, where: str, message: str) -> None:
-        prefix = f"{self.origin}: {where}: " if where else f"{self.origin}: "
-        self.lines.append(prefix + message)
-
-    def raise_if_any(self) -> None:
-        if self.lines:
-            count = len(self.lines)
-            head = "" if count == 1 else f"{count} problems in the policy model:\n  "
-            raise PolicyError(head + "\n  ".join(self.lines))
-
-
-class _Table:
-    """Typed access to one TOML table, remembering its location for messages."""
-
-    def __init__(self, data: Any, where: str, problems: _Problems, allowed: set[str] | None = None):
-        self.where = where
-        self.problems = problems
-        if not isinstance(data, dict):
-            problems.add(where, f"must be a table, got {type(data).__name__}")
-            data = {}
-        self.data = data
-        if allowed is not None:
-            for key in data:
-                if key not in allowed:
-                    problems.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
-
-    def _missing(self, key: str) -> None:
-        self.problems.add(self.where, f"{key} is required")
-
-    def str(self, key: str, required: bool = True, default: str = "") -> str:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self._missing(key)
-            return default
-        if not isinstance(value, str):
-            self.problems.add(self.where, f"{key} must be text, got {value!r}")
-            return default
-        return value
-
-    def int(self, key: str, required: bool = True) -> int | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self._missing(key)
-            return None
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.problems.add(self.where, f"{key} must be a whole number, got {value!r}")
-            return None
-        return value
-
-    def bool(self, key: str, required: bool = True, default: bool = False) -> bool:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self._missing(key)
-            return default
-        if not isinstance(value, bool):
-            self.problems.add(self.where, f"{key} must be true or false, got {value!r}")
-            return default
-        return value
-
-    def number(self, key: str, required: bool = True) -> float | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self._missing(key)
-            return None
-        return _number(value, key, self.where, self.problems)
-
-    def param(self, key: str, required: bool = True) -> Param | None:
-        value = self.data.get(key)
-        if value is None:
-            if required:
-                self._missing(key)
-            return None
-        return _param(value, key, self.where, self.problems)
-
-    def list(self, key: str) -> list:
-        value = self.data.get(key, [])
-        if not isinstance(value, list):
-            self.problems.add(self.where, f"{key} must be a list, got {value!r}")
-            return []
-        return value
-
-
-def _number(value: Any, key: str, where: str, problems: _Problems) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        problems.add(where, f"{key} must be a number, got {value!r}")
-        return None
-    if not math.isfinite(value):
-        problems.add(where, f"{key} must be finite, got {value!r}")
-        return None
-    return float(value)
-
-
-def _param(value: Any, key: str, where: str, problems: _Problems) -> Param | None:
-    if isinstance(value, dict):
-        table = _Table(value, where, problems, allowed={"value", "assumed", "why", "derived"})
-        number = _number(value.get("value"), f"{key}.value", where, problems)
-        assumed = table.bool("assumed", required=False)
-        why = table.str("why", required=False)
-        derived = table.str("derived", required=False)
-        if assumed and not why:
-            problems.add(where, f"{key} is assumed, so it needs a `why` saying why this value")
-        if not assumed and not derived:
-            problems.add(
-                where,
-                f"{key} is written as a table but is neither assumed (assumed = true, why = ...) "
-                "nor derived (derived = ...); write a number printed in the quote plainly",
-            )
-        if assumed and derived:
-            problems.add(where, f"{key} cannot be both assumed and derived")
-        if number is None:
-            return None
-        return Param(number, assumed=assumed, why=why, derived=derived)
-    number = _number(value, key, where, problems)
-    return None if number is None else Param(number)
-
-
-def _check_range(problems: _Problems, where: str, key: str, p: Param | None,
-                 low: float | None = None, high: float | None = None) -> None:
-    if p is None:
-        return
-    if low is not None and p.value < low:
-        problems.add(where, f"{key} must be >= {low:g}, got {p.value:g}")
-    if high is not None and p.value > high:
-        problems.add(where, f"{key} must be <= {high:g}, got {p.value:g}")
-
-
 _TOP_KEYS = {"model", "reading", "claimants", "domains", "budget_total", "targets", "articles",
              "attributes", "rules"}
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
@@ -463,12 +300,12 @@ _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: str = "") -> Policy:
     """Validate the parsed contents of a ``policy.toml`` into a :class:`Policy`."""
-    problems = _Problems(origin)
-    top = _Table(dict(data), "", problems, allowed=_TOP_KEYS)
+    problems = Problems(origin)
+    top = Table(dict(data), "", problems, allowed=_TOP_KEYS)
     for key in sorted(_TOP_KEYS - set(top.data)):
         problems.add("", f"missing section [{key}]")
 
-    meta = _Table(top.data.get("model", {}), "[model]", problems, allowed={
+    meta = Table(top.data.get("model", {}), "[model]", problems, allowed={
         "id", "title_zh", "title_en", "issuer", "issued", "year", "money_unit", "source",
         "validity_quote"})
     for key in ("id", "title_zh", "money_unit"):
@@ -476,7 +313,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     if meta.data.get("money_unit", "萬元") != "萬元":
         problems.add("[model]", f"money_unit must be 萬元, got {meta.data.get('money_unit')!r}")
 
-    reading_table = _Table(top.data.get("reading", {}), "[reading]", problems, allowed={
+    reading_table = Table(top.data.get("reading", {}), "[reading]", problems, allowed={
         "threshold_inclusive", "threshold_note", "plan_at_maximum", "maximum_note",
         "district_share_note", "lead_note"})
     reading = Reading(
@@ -497,7 +334,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
 
     domains = _domains(top.data.get("domains", {}), problems)
     domain_keys = {d.key for d in domains}
-    budget_total = _Table(top.data.get("budget_total", {}), "[budget_total]", problems,
+    budget_total = Table(top.data.get("budget_total", {}), "[budget_total]", problems,
                           allowed={"net_of_overlap", "quote", "note"})
     net_total = budget_total.number("net_of_overlap") or 0.0
     gross = sum(d.budget for d in domains)
@@ -529,14 +366,14 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     )
 
 
-def _domains(raw: Any, problems: _Problems) -> list[Domain]:
+def _domains(raw: Any, problems: Problems) -> list[Domain]:
     out = []
     if not isinstance(raw, dict):
         problems.add("[domains]", "must be a table of domains")
         return out
     for key, value in raw.items():
         where = f"domain {key}"
-        t = _Table(value, where, problems, allowed={
+        t = Table(value, where, problems, allowed={
             "name_zh", "name_en", "lead", "articles", "budget", "budget_article", "budget_quote",
             "budget_note", "claims_budget", "sublines"})
         span = t.list("articles")
@@ -552,7 +389,7 @@ def _domains(raw: Any, problems: _Problems) -> list[Domain]:
                          f"{claims.value:g}")
         sublines = []
         for i, raw_line in enumerate(t.list("sublines")):
-            lt = _Table(raw_line, f"{where}, subline {i + 1}", problems,
+            lt = Table(raw_line, f"{where}, subline {i + 1}", problems,
                         allowed={"id", "name_en", "amount", "quote"})
             amount = lt.number("amount")
             if amount is not None and amount < 0:
@@ -575,14 +412,14 @@ def _domains(raw: Any, problems: _Problems) -> list[Domain]:
 
 
 def _articles(raw: list, domain_keys: set[str], domains: list[Domain],
-              problems: _Problems) -> list[Article]:
+              problems: Problems) -> list[Article]:
     out = []
     seen: set[int] = set()
     spans = {d.key: (d.first_article, d.last_article) for d in domains}
     for i, value in enumerate(raw):
         number = value.get("number") if isinstance(value, dict) else None
         where = f"article {number}" if isinstance(number, int) else f"articles entry {i + 1}"
-        t = _Table(value, where, problems, allowed={
+        t = Table(value, where, problems, allowed={
             "number", "heading_zh", "name_en", "domain", "lead", "responsible"})
         number = t.int("number")
         domain = t.str("domain")
@@ -606,10 +443,10 @@ def _articles(raw: list, domain_keys: set[str], domains: list[Domain],
     return out
 
 
-def _targets(raw: list, domain_keys: set[str], problems: _Problems) -> list[Target]:
+def _targets(raw: list, domain_keys: set[str], problems: Problems) -> list[Target]:
     out = []
     for i, value in enumerate(raw):
-        t = _Table(value, f"target {value.get('id', i + 1) if isinstance(value, dict) else i + 1}",
+        t = Table(value, f"target {value.get('id', i + 1) if isinstance(value, dict) else i + 1}",
                    problems, allowed={"id", "domain", "article", "value", "stretch", "unit",
                                       "comparison", "quote"})
         domain = t.str("domain")
@@ -621,14 +458,14 @@ def _targets(raw: list, domain_keys: set[str], problems: _Problems) -> list[Targ
     return out
 
 
-def _attributes(raw: Any, claimants: Mapping[str, str], problems: _Problems) -> dict[str, Attribute]:
+def _attributes(raw: Any, claimants: Mapping[str, str], problems: Problems) -> dict[str, Attribute]:
     out: dict[str, Attribute] = {}
     if not isinstance(raw, dict):
         problems.add("[attributes]", "must be a table of attributes")
         return out
     for name, value in raw.items():
         where = f"attribute {name}"
-        t = _Table(value, where, problems, allowed={
+        t = Table(value, where, problems, allowed={
             "claimant", "type", "unit", "description", "default", "min"})
         claimant = t.str("claimant")
         if claimant and claimant not in claimants:
@@ -648,7 +485,7 @@ def _attributes(raw: Any, claimants: Mapping[str, str], problems: _Problems) -> 
     return out
 
 
-def _check_attribute(problems: _Problems, where: str, attributes: Mapping[str, Attribute], claimant: str,
+def _check_attribute(problems: Problems, where: str, attributes: Mapping[str, Attribute], claimant: str,
                      name: str | None, role: str, types: tuple[str, ...] = ATTRIBUTE_TYPES) -> None:
     """A rule's base, tier base or eligibility attribute must be declared, the rule's claimant's, typed."""
     if not name:
@@ -666,7 +503,7 @@ def _check_attribute(problems: _Problems, where: str, attributes: Mapping[str, A
 
 def _rules(raw: list, articles: list[Article], domains: list[Domain],
            attributes: Mapping[str, Attribute], claimants: Mapping[str, str], source_text: str,
-           problems: _Problems) -> list[Rule]:
+           problems: Problems) -> list[Rule]:
     out = []
     seen: set[str] = set()
     article_numbers = {a.number for a in articles}
@@ -676,7 +513,7 @@ def _rules(raw: list, articles: list[Article], domains: list[Domain],
         article_no = value.get("article") if isinstance(value, dict) else None
         where = (f"article {article_no}, " if isinstance(article_no, int) else "") + (
             f"rule {rule_id}" if isinstance(rule_id, str) else f"rules entry {i + 1}")
-        t = _Table(value, where, problems, allowed=_ALL_RULE_FIELDS)
+        t = Table(value, where, problems, allowed=_ALL_RULE_FIELDS)
         rule_id = t.str("id")
         if rule_id:
             if not _RULE_ID.match(rule_id):
@@ -721,24 +558,24 @@ def _rules(raw: list, articles: list[Article], domains: list[Domain],
         _check_attribute(problems, where, attributes, claimant, tier_base, "tier_base", ("float", "int"))
 
         rate = t.param("rate", required=False)
-        _check_range(problems, where, "rate", rate, 0.0, 1.0)
+        check_range(problems, where, "rate", rate, 0.0, 1.0)
         cap = t.param("cap", required=False)
-        _check_range(problems, where, "cap", cap, 0.0)
+        check_range(problems, where, "cap", cap, 0.0)
         threshold = t.param("threshold", required=False)
-        _check_range(problems, where, "threshold", threshold, 0.0)
+        check_range(problems, where, "threshold", threshold, 0.0)
         amount = t.param("amount", required=False)
-        _check_range(problems, where, "amount", amount, 0.0)
+        check_range(problems, where, "amount", amount, 0.0)
         share = t.param("district_share", required=False) or Param(1.0)
-        _check_range(problems, where, "district_share", share, 0.0, 1.0)
+        check_range(problems, where, "district_share", share, 0.0, 1.0)
         intensity = t.param("intensity", required=False) or Param(1.0)
-        _check_range(problems, where, "intensity", intensity, 0.0, 1.0)
+        check_range(problems, where, "intensity", intensity, 0.0, 1.0)
 
         tiers = []
         for j, raw_tier in enumerate(t.list("tiers")):
-            tt = _Table(raw_tier, f"{where}, tier {j + 1}", problems, allowed={"at", "amount"})
+            tt = Table(raw_tier, f"{where}, tier {j + 1}", problems, allowed={"at", "amount"})
             at = tt.number("at")
             tier_amount = tt.param("amount")
-            _check_range(problems, tt.where, "amount", tier_amount, 0.0)
+            check_range(problems, tt.where, "amount", tier_amount, 0.0)
             if at is not None and tier_amount is not None:
                 tiers.append(Tier(at, tier_amount))
         if "tiers" in t.data and not t.data.get("tiers") and kind == "tiered":
@@ -753,7 +590,7 @@ def _rules(raw: list, articles: list[Article], domains: list[Domain],
 
         conditions = []
         for j, raw_condition in enumerate(t.list("eligibility")):
-            ct = _Table(raw_condition, f"{where}, eligibility {j + 1}", problems,
+            ct = Table(raw_condition, f"{where}, eligibility {j + 1}", problems,
                         allowed={"attribute", *CONDITION_OPS})
             name = ct.str("attribute")
             _check_attribute(problems, where, attributes, claimant, name, "eligibility")
@@ -803,20 +640,20 @@ def load_examples(model: str | Path | None = None, policy: Policy | None = None)
     attributes = {a.name for a in policy.attributes}
     out = []
     for file in sorted(folder.glob("*.toml")):
-        shown = _display(file)
-        problems = _Problems(shown)
+        shown = display_path(file)
+        problems = Problems(shown)
         try:
             with open(file, "rb") as handle:
                 data = tomllib.load(handle)
         except tomllib.TOMLDecodeError as exc:
             raise PolicyError(f"{shown}: not valid TOML: {exc}") from None
-        top = _Table(data, "", problems, allowed={"article", "cases"})
+        top = Table(data, "", problems, allowed={"article", "cases"})
         article = top.int("article")
         for i, raw in enumerate(top.list("cases")):
-            t = _Table(raw, f"case {i + 1}", problems, allowed={"name", "firm", "expect", "expect_district"})
-            firm = {k: _number(v, k, t.where, problems) for k, v in t.data.get("firm", {}).items()}
-            expect = {k: _number(v, k, t.where, problems) for k, v in t.data.get("expect", {}).items()}
-            district = {k: _number(v, k, t.where, problems)
+            t = Table(raw, f"case {i + 1}", problems, allowed={"name", "firm", "expect", "expect_district"})
+            firm = {k: number(v, k, t.where, problems) for k, v in t.data.get("firm", {}).items()}
+            expect = {k: number(v, k, t.where, problems) for k, v in t.data.get("expect", {}).items()}
+            district = {k: number(v, k, t.where, problems)
                         for k, v in t.data.get("expect_district", {}).items()}
             for name in firm:
                 if name not in attributes:

@@ -8,3 +8,10 @@ def test_bench_awards_runs_tiny(tmp_path):
                                  "--json", str(tmp_path / "b.json")])
     assert results[0]["firms"] == 2000 and results[0]["evals_per_s_median"] > 0
     assert (tmp_path / "b.json").exists()
+
+
+def test_bench_population_runs_tiny(tmp_path):
+    from benchmarks import bench_population
+
+    results = bench_population.main(["--sizes", "3000", "--repeat", "1", "--json", str(tmp_path / "p.json")])
+    assert results[0]["claimants"] == 3000 and results[0]["peak_bytes"] > 0

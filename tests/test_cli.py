@@ -129,3 +129,11 @@ def test_module_entry_point():
     done = subprocess.run([sys.executable, "-m", "sim.cli", "policy", "--inputs"],
                           capture_output=True, text=True, check=True)
     assert "rd_spending" in done.stdout
+
+
+def test_calibrate_prints_targets_beside_the_synthetic_population(capsys):
+    code, out, _ = run(capsys, "calibrate", "--replications", "2")
+    assert code == 0
+    assert "new-high-tech: count new_high_tech [enterprises]" in out
+    assert "target 329 (band 329-362); synthetic expected 333.8" in out and "in band" in out
+    assert "source: policy text" in out and "revenue P50" in out

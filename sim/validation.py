@@ -1,0 +1,180 @@
+"""Validation helpers shared by every loader of user data (policy, population spec, scenarios).
+
+Problems are collected with their location and raised together in one error whose lines each name
+the file and the place in it (article, rule, segment, field).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sim.errors import FiscalsimError, PolicyError
+
+
+@dataclass(frozen=True)
+class Param:
+    """A number of the model with its provenance.
+
+    ``assumed`` numbers are planning figures the text leaves open (``why`` says why this value);
+    ``derived`` numbers are arithmetic on the text (``derived`` shows it); the rest are printed in the
+    quote of the rule or domain they belong to.
+    """
+
+    value: float
+    assumed: bool = False
+    why: str = ""
+    derived: str = ""
+
+    def __float__(self) -> float:
+        return float(self.value)
+
+def display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+# ----------------------------------------------------------------------------- validation
+class Problems:
+    """Collects every problem with its location; raised once at the end."""
+
+    def __init__(self, origin: str, error: type[FiscalsimError] = PolicyError, what: str = "the policy model"):
+        self.origin = origin
+        self.error = error
+        self.what = what
+        self.lines: list[str] = []
+
+    def add(self, where: str, message: str) -> None:
+        prefix = f"{self.origin}: {where}: " if where else f"{self.origin}: "
+        self.lines.append(prefix + message)
+
+    def raise_if_any(self) -> None:
+        if self.lines:
+            count = len(self.lines)
+            head = "" if count == 1 else f"{count} problems in {self.what}:\n  "
+            raise self.error(head + "\n  ".join(self.lines))
+
+
+class Table:
+    """Typed access to one TOML table, remembering its location for messages."""
+
+    def __init__(self, data: Any, where: str, problems: Problems, allowed: set[str] | None = None):
+        self.where = where
+        self.problems = problems
+        if not isinstance(data, dict):
+            problems.add(where, f"must be a table, got {type(data).__name__}")
+            data = {}
+        self.data = data
+        if allowed is not None:
+            for key in data:
+                if key not in allowed:
+                    problems.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
+
+    def _missing(self, key: str) -> None:
+        self.problems.add(self.where, f"{key} is required")
+
+    def str(self, key: str, required: bool = True, default: str = "") -> str:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return default
+        if not isinstance(value, str):
+            self.problems.add(self.where, f"{key} must be text, got {value!r}")
+            return default
+        return value
+
+    def int(self, key: str, required: bool = True) -> int | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.problems.add(self.where, f"{key} must be a whole number, got {value!r}")
+            return None
+        return value
+
+    def bool(self, key: str, required: bool = True, default: bool = False) -> bool:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return default
+        if not isinstance(value, bool):
+            self.problems.add(self.where, f"{key} must be true or false, got {value!r}")
+            return default
+        return value
+
+    def number(self, key: str, required: bool = True) -> float | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        return number(value, key, self.where, self.problems)
+
+    def param(self, key: str, required: bool = True) -> Param | None:
+        value = self.data.get(key)
+        if value is None:
+            if required:
+                self._missing(key)
+            return None
+        return param(value, key, self.where, self.problems)
+
+    def list(self, key: str) -> list:
+        value = self.data.get(key, [])
+        if not isinstance(value, list):
+            self.problems.add(self.where, f"{key} must be a list, got {value!r}")
+            return []
+        return value
+
+
+def number(value: Any, key: str, where: str, problems: Problems) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        problems.add(where, f"{key} must be a number, got {value!r}")
+        return None
+    if not math.isfinite(value):
+        problems.add(where, f"{key} must be finite, got {value!r}")
+        return None
+    return float(value)
+
+
+def param(value: Any, key: str, where: str, problems: Problems) -> Param | None:
+    if isinstance(value, dict):
+        table = Table(value, where, problems, allowed={"value", "assumed", "why", "derived"})
+        amount = number(value.get("value"), f"{key}.value", where, problems)
+        assumed = table.bool("assumed", required=False)
+        why = table.str("why", required=False)
+        derived = table.str("derived", required=False)
+        if assumed and not why:
+            problems.add(where, f"{key} is assumed, so it needs a `why` saying why this value")
+        if not assumed and not derived:
+            problems.add(
+                where,
+                f"{key} is written as a table but is neither assumed (assumed = true, why = ...) "
+                "nor derived (derived = ...); write a number printed in the quote plainly",
+            )
+        if assumed and derived:
+            problems.add(where, f"{key} cannot be both assumed and derived")
+        if amount is None:
+            return None
+        return Param(amount, assumed=assumed, why=why, derived=derived)
+    amount = number(value, key, where, problems)
+    return None if amount is None else Param(amount)
+
+
+def check_range(problems: Problems, where: str, key: str, p: Param | None,
+                 low: float | None = None, high: float | None = None) -> None:
+    if p is None:
+        return
+    if low is not None and p.value < low:
+        problems.add(where, f"{key} must be >= {low:g}, got {p.value:g}")
+    if high is not None and p.value > high:
+        problems.add(where, f"{key} must be <= {high:g}, got {p.value:g}")
+
+
