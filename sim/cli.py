@@ -4,6 +4,7 @@
     fiscalsim awards FIRMS.csv [-o AWARDS.csv] [--explain ROW]
     fiscalsim awards --sample [-o AWARDS.csv]
     fiscalsim calibrate [--seed S] [--replications R]
+    fiscalsim run [SCENARIO] --replications R --seed S --out DIR [--workers N | --scheduler ADDR]
 
 A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
 """
@@ -18,8 +19,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim import montecarlo, population, results
 from sim import policy as policy_module
-from sim import population
+from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
@@ -196,6 +198,71 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _client(args: argparse.Namespace):
+    """A Dask client for --workers / --scheduler, or None to run in-process."""
+    if not args.workers and not args.scheduler:
+        return None, None
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise FiscalsimError("--workers and --scheduler need Dask: pip install 'fiscalsim[dask]'") from None
+    if args.scheduler:
+        try:
+            return Client(args.scheduler, timeout=20), None
+        except OSError as exc:
+            raise FiscalsimError(f"--scheduler {args.scheduler}: cannot connect: {exc}") from None
+    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def run_tables(result) -> dict[str, pd.DataFrame]:
+    """The tables a Monte Carlo run writes to its folder."""
+    tables = {"rules": result.rules, "firms": result.firms}
+    for level in ("rule", "article", "domain"):
+        tables[f"summary_{level}"] = result.summary(level)
+    return tables
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    chosen = scenario_module.load(args.scenario) if args.scenario else scenario_module.baseline(args.model)
+    policy, spec = scenario_module.apply(chosen)
+    client, cluster = _client(args)
+    try:
+        result = montecarlo.run(policy, spec, args.replications, args.seed, n=args.n, scale=args.scale,
+                                client=client, progress=not args.no_progress)
+    finally:
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
+    manifest = {
+        "kind": "fiscalsim run", "scenario": chosen.name, "scenario_file": chosen.path,
+        "scenario_hash": chosen.content_hash, "model": chosen.model, "policy_hash": policy.content_hash,
+        "population_hash": spec.content_hash, "seed": args.seed, "replications": args.replications,
+        "population": result.population, "n": args.n, "scale": args.scale,
+        "workers": result.settings["workers"], "wall_seconds": round(result.wall_seconds, 3),
+        "money_unit": "萬元",
+    }
+    out = results.write_run(args.out, run_tables(result), manifest, force=args.force)
+    print(f"\n{chosen.name}: {args.replications} replications of {result.population:,} claimants "
+          f"(seed {args.seed}) in {result.wall_seconds:.1f} s")
+    print(domain_summary_text(result.summary("domain")))
+    print(f"\nresults in {out}")
+    return 0
+
+
+def domain_summary_text(summary: pd.DataFrame) -> str:
+    shown = pd.DataFrame({
+        "domain": summary["domain"],
+        "claims mean 萬元": summary["mean"].map("{:,.0f}".format),
+        "P95": summary["p95"].map("{:,.0f}".format),
+        "district mean": summary["district_mean"].map("{:,.0f}".format),
+        "claims budget": summary["claims_budget"].map("{:,.0f}".format),
+        "P(overrun)": summary["p_overrun"].map("{:.1%}".format),
+    })
+    return shown.to_string(index=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fiscalsim", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -218,6 +285,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replications", type=int, default=5)
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("run", help="Monte Carlo claims for a scenario (default: the baseline)")
+    p.add_argument("scenario", nargs="?", help="scenario file or bundled scenario name (default: baseline)")
+    p.add_argument("--model", default=None, help="model for the baseline when no scenario is given")
+    p.add_argument("--replications", "-r", type=int, default=100)
+    p.add_argument("--seed", "-s", type=int, default=2024)
+    p.add_argument("--out", "-o", default="runs/latest", help="run folder to write (default runs/latest)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--n", type=int, default=None, help="population size (segment shares kept)")
+    size.add_argument("--scale", type=float, default=1.0, help="multiply every segment count")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers")
+    where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

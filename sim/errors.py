@@ -20,3 +20,7 @@ class FirmTableError(FiscalsimError):
 
 class SpecError(FiscalsimError):
     """A population or process specification is malformed; the message lists every problem found."""
+
+
+class ScenarioError(FiscalsimError):
+    """A scenario file is malformed or overrides something the model does not have."""

@@ -13,16 +13,27 @@ them open (``assumed = true`` with the reason).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from sim.errors import PolicyError
-from sim.validation import Param, Problems, Table, check_range, display_path, number
+from sim.validation import (
+    FrozenMap,
+    Param,
+    Problems,
+    Table,
+    canonical_json,
+    check_range,
+    display_path,
+    number,
+    ordered_json,
+)
 
 DEFAULT_MODEL = "binjiang-2024"
 
@@ -191,6 +202,15 @@ class Policy:
     attributes: tuple[Attribute, ...]
     rules: tuple[Rule, ...]
     source_text: str = field(default="", repr=False)
+    raw: str = field(default="{}", repr=False)  # the validated data as canonical JSON (hashing, scenarios)
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(canonical_json(json.loads(self.raw)).encode()).hexdigest()
+
+    def data(self) -> dict:
+        """A fresh, mutable copy of the model data this policy was built from."""
+        return json.loads(self.raw)
 
     # look-ups -------------------------------------------------------------------------------
     def rule(self, rule_id: str) -> Rule:
@@ -319,7 +339,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     reading = Reading(
         threshold_inclusive=reading_table.bool("threshold_inclusive"),
         plan_at_maximum=reading_table.bool("plan_at_maximum"),
-        notes=MappingProxyType({k: v for k, v in reading_table.data.items() if k.endswith("_note")}),
+        notes=FrozenMap({k: v for k, v in reading_table.data.items() if k.endswith("_note")}),
     )
 
     claimants_raw = top.data.get("claimants", {})
@@ -352,9 +372,9 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     problems.raise_if_any()
     return Policy(
         path=origin,
-        meta=MappingProxyType(dict(meta.data)),
+        meta=FrozenMap(dict(meta.data)),
         reading=reading,
-        claimants=MappingProxyType(claimants),
+        claimants=FrozenMap(claimants),
         domains=tuple(domains),
         net_total=net_total,
         net_total_quote=budget_total.str("quote", required=False),
@@ -363,6 +383,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
         attributes=tuple(attributes.values()),
         rules=tuple(rules),
         source_text=source_text,
+        raw=ordered_json(data),
     )
 
 
@@ -665,7 +686,7 @@ def load_examples(model: str | Path | None = None, policy: Policy | None = None)
                     problems.add(t.where, f"rule {rule_id} belongs to article {policy.rule(rule_id).article}")
             if not expect:
                 problems.add(t.where, "a case needs `expect`")
-            out.append(Example(shown, article or 0, t.str("name"), MappingProxyType(firm),
-                               MappingProxyType(expect), MappingProxyType(district)))
+            out.append(Example(shown, article or 0, t.str("name"), FrozenMap(firm),
+                               FrozenMap(expect), FrozenMap(district)))
         problems.raise_if_any()
     return out

@@ -16,12 +16,13 @@ parameter (a probability, a median) but not the structure sees the same underlyi
 
 from __future__ import annotations
 
+import hashlib
+import json
 import tomllib
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -31,7 +32,7 @@ from scipy import special
 from sim.errors import SpecError
 from sim.firms import FirmTable, firm_table, read_table
 from sim.policy import Policy, resolve_model
-from sim.validation import Problems, Table, display_path, number
+from sim.validation import FrozenMap, Problems, Table, canonical_json, display_path, number, ordered_json
 
 BLOCK = 1 << 16
 DEFAULT_CHUNK = 1 << 16
@@ -156,6 +157,16 @@ class PopulationSpec:
     enterprise_generators: tuple[AttributeGenerator, ...]
     extra_attributes: Mapping[str, str]
     calibration: tuple[CalibrationTarget, ...]
+    shocks: Mapping[str, float] = field(default_factory=dict)  # attribute -> multiplicative factor
+    raw: str = field(default="{}", repr=False)  # the validated data as canonical JSON
+
+    @property
+    def content_hash(self) -> str:
+        return hashlib.sha256(canonical_json(json.loads(self.raw)).encode()).hexdigest()
+
+    def data(self) -> dict:
+        """A fresh, mutable copy of the specification data."""
+        return json.loads(self.raw)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -280,7 +291,7 @@ def _probability(t: Table, key: str, value: Any, sizes: tuple[str, ...] | None,
             t.problems.add(t.where, f"{key} names unknown size class {sorted(unknown)} (known: {', '.join(sizes)})")
         if missing:
             t.problems.add(t.where, f"{key} lacks size class {sorted(missing)}")
-        return MappingProxyType({s: check(value.get(s, 0.0), f"{key}.{s}") for s in sizes})
+        return FrozenMap({s: check(value.get(s, 0.0), f"{key}.{s}") for s in sizes})
     return check(value, key)
 
 
@@ -370,7 +381,7 @@ def _generator(name: str, raw: Any, where: str, claimant: str, policy: Policy,
 def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<population>") -> PopulationSpec:
     problems = Problems(origin, SpecError, "the population specification")
     top = Table(dict(data), "", problems, allowed={
-        "population", "copula", "sizes", "sectors", "core", "segments", "enterprise", "calibration"})
+        "population", "copula", "sizes", "sectors", "core", "segments", "enterprise", "calibration", "shocks"})
     head = Table(top.data.get("population", {}), "[population]", problems,
                  allowed={"policy", "money_unit", "year", "extra_attributes"})
     if head.data.get("money_unit", "萬元") != "萬元":
@@ -496,6 +507,19 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
         if not any(s.claimant == claimant for s in segments):
             problems.add("", f"no segment of claimant {claimant!r}: its rules would have no one to claim them")
 
+    shocks = {}
+    raw_shocks = top.data.get("shocks", {})
+    money = {a.name for a in policy.attributes if a.type == "float"} | {"revenue"}
+    for name, factor in (raw_shocks.items() if isinstance(raw_shocks, dict) else []):
+        value = number(factor, f"shocks.{name}", "[shocks]", problems)
+        if name not in money:
+            problems.add("[shocks]", f"{name}: a shock multiplies a money attribute "
+                         f"(one of {', '.join(sorted(money))})")
+        elif value is not None and value < 0:
+            problems.add("[shocks]", f"{name}: the factor must be >= 0, got {value:g}")
+        elif value is not None:
+            shocks[name] = value
+
     targets = []
     all_attributes = {a.name for a in policy.attributes} | set(extra) | set(CORE_COLUMNS)
     for i, raw in enumerate(top.list("calibration")):
@@ -517,10 +541,11 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
     problems.raise_if_any()
     return PopulationSpec(
         path=origin, policy=policy, factors=factors, correlation=corr, cholesky=chol,
-        sizes=MappingProxyType(sizes), sectors=MappingProxyType(sectors), rd_growth_mean=growth_mean,
+        sizes=FrozenMap(sizes), sectors=FrozenMap(sectors), rd_growth_mean=growth_mean,
         rd_growth_sd=growth_sd, premium_ratio=premium, tech_sme_revenue_limit=limit,
         segments=tuple(segments), enterprise_generators=enterprise,
-        extra_attributes=MappingProxyType(extra), calibration=tuple(targets),
+        extra_attributes=FrozenMap(extra), calibration=tuple(targets), shocks=FrozenMap(shocks),
+        raw=ordered_json(data),
     )
 
 
@@ -618,6 +643,9 @@ def _draw_block(spec: PopulationSpec, segment: Segment, index: int, m: int,
             cumulative = np.cumsum(g.probabilities)
             pick = np.searchsorted(cumulative, rng.random(m) * cumulative[-1], side="right")
             columns[g.attribute] = np.asarray(g.values)[np.minimum(pick, len(g.values) - 1)]
+    for name, factor in spec.shocks.items():
+        if name in columns:
+            columns[name] = columns[name] * factor
     columns["segment"] = np.full(m, index, dtype=np.int16)
     return columns
 
@@ -649,16 +677,27 @@ def _empty_like(spec: PopulationSpec, m: int) -> dict[str, np.ndarray]:
     return out
 
 
+def block_plan(counts: np.ndarray) -> list[tuple[int, int, int]]:
+    """(segment index, block index, claimants) of every generation block, in population order."""
+    return [(index, block, min(BLOCK, int(count) - start))
+            for index, count in enumerate(counts) for block, start in enumerate(range(0, int(count), BLOCK))]
+
+
+def draw_block(spec: PopulationSpec, seed: int, replication: int, segment_index: int, block: int,
+               m: int) -> dict[str, np.ndarray]:
+    """One generation block with every column of the population (others' attributes zero)."""
+    segment = spec.segments[segment_index]
+    drawn = _draw_block(spec, segment, segment_index, m, _block_rng(seed, replication, segment, block))
+    full = _empty_like(spec, m)
+    for name, values in drawn.items():
+        full[name] = values.astype(full[name].dtype, copy=False)
+    return full
+
+
 def blocks(spec: PopulationSpec, seed: int, counts: np.ndarray, replication: int = 0) -> Iterator[dict]:
     """Every block of every segment, in order, as full column dicts."""
-    for index, (segment, count) in enumerate(zip(spec.segments, counts)):
-        for block, start in enumerate(range(0, int(count), BLOCK)):
-            m = min(BLOCK, int(count) - start)
-            drawn = _draw_block(spec, segment, index, m, _block_rng(seed, replication, segment, block))
-            full = _empty_like(spec, m)
-            for name, values in drawn.items():
-                full[name] = values.astype(full[name].dtype, copy=False)
-            yield full
+    for segment_index, block, m in block_plan(counts):
+        yield draw_block(spec, seed, replication, segment_index, block, m)
 
 
 def generate(spec: PopulationSpec, seed: int, n: int | None = None, chunk_size: int = DEFAULT_CHUNK,

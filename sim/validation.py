@@ -7,6 +7,7 @@ the file and the place in it (article, rule, segment, field).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,50 @@ class Param:
 
     def __float__(self) -> float:
         return float(self.value)
+
+class FrozenMap(Mapping):
+    """A read-only mapping that pickles (MappingProxyType does not), so models travel to Dask workers."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping | None = None):
+        object.__setattr__(self, "_data", dict(data or {}))
+
+    def __getitem__(self, key):
+        return self._data[key]
+
+    def __iter__(self) -> Iterator:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("FrozenMap is read-only")
+
+    def __getstate__(self):
+        return self._data
+
+    def __setstate__(self, state):
+        object.__setattr__(self, "_data", state)
+
+    def __repr__(self) -> str:
+        return f"FrozenMap({self._data!r})"
+
+
+def canonical_json(data: Any) -> str:
+    """Model data as canonical JSON: the same content always gives the same text (and hash)."""
+    import json
+
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def ordered_json(data: Any) -> str:
+    """Model data as JSON in its original order (order matters: it fixes the population's draw order)."""
+    import json
+
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
+
 
 def display_path(path: Path) -> str:
     try:

@@ -15,3 +15,10 @@ def test_bench_population_runs_tiny(tmp_path):
 
     results = bench_population.main(["--sizes", "3000", "--repeat", "1", "--json", str(tmp_path / "p.json")])
     assert results[0]["claimants"] == 3000 and results[0]["peak_bytes"] > 0
+
+
+def test_bench_montecarlo_runs_tiny(tmp_path):
+    from benchmarks import bench_montecarlo
+
+    results, big = bench_montecarlo.main(["--replications", "2", "--big", "70000", "--json", str(tmp_path / "m.json")])
+    assert results[0]["replications"] == 2 and big["peak_bytes"] > 0

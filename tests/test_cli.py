@@ -137,3 +137,32 @@ def test_calibrate_prints_targets_beside_the_synthetic_population(capsys):
     assert "new-high-tech: count new_high_tech [enterprises]" in out
     assert "target 329 (band 329-362); synthetic expected 333.8" in out and "in band" in out
     assert "source: policy text" in out and "revenue P50" in out
+
+
+def test_run_writes_a_run_folder_and_prints_the_domain_summary(capsys, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "run", "--replications", "3", "--n", "8000", "--seed", "7",
+                          "--out", str(out), "--no-progress")
+    assert code == 0
+    assert "baseline: 3 replications of 8,000 claimants (seed 7)" in stdout
+    assert "science_technology" in stdout and "P(overrun)" in stdout and f"results in {out}" in stdout
+    import sim.results
+    loaded = sim.results.load(out)
+    assert loaded.manifest["seed"] == 7 and loaded.manifest["replications"] == 3
+    assert loaded.manifest["population"] == 8000 and len(loaded.manifest["policy_hash"]) == 64
+    assert set(loaded.tables) >= {"rules", "firms", "summary_rule", "summary_article", "summary_domain"}
+    assert len(loaded.rules) == 3 * 45
+    code, _, err = run(capsys, "run", "--replications", "1", "--n", "100", "--out", str(out), "--no-progress")
+    assert code == 2 and "already exists" in err
+
+
+def test_run_with_a_scenario_file_and_a_bad_one(capsys, tmp_path):
+    good = tmp_path / "caps.toml"
+    good.write_text('name = "caps"\n[policy.rules.a13-rd-increase-large]\ncap = 400\n', encoding="utf-8")
+    code, stdout, _ = run(capsys, "run", str(good), "-r", "2", "--n", "5000", "-o", str(tmp_path / "r"), "--no-progress")
+    assert code == 0 and "caps: 2 replications" in stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[policy.rules.a13-rd-increase-largest]\ncap = 400\n', encoding="utf-8")
+    code, _, err = run(capsys, "run", str(bad), "-r", "2", "-o", str(tmp_path / "r2"))
+    assert code == 2 and "policy.rules.a13-rd-increase-largest: no such rule" in err
+    assert not (tmp_path / "r2").exists()

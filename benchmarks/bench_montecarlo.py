@@ -1,0 +1,64 @@
+"""Claims engine throughput: the baseline population x 100 and 1,000 replications, and peak memory
+for one replication of a 10,000,000-claimant population.
+
+    python -m benchmarks.bench_montecarlo [--replications 100 1000] [--big 10000000] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+import tracemalloc
+
+import numpy as np
+
+import sim.montecarlo as mc
+import sim.scenario as scenario
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--replications", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--repeat", type=int, default=1, help="repeats of each replication count")
+    parser.add_argument("--big", type=int, default=10_000_000, help="claimants for the memory measurement")
+    parser.add_argument("--json")
+    args = parser.parse_args(argv)
+    policy, spec = scenario.apply(scenario.baseline())
+    rules = len(policy.rules)
+    results = []
+    print(f"baseline: {spec.total:,} claimants x {rules} rules")
+    print(f"{'replications':>12} {'median s':>9} {'reps/s':>8} {'G firm-rule evals/s':>20}")
+    for reps in args.replications:
+        times = []
+        for _ in range(args.repeat):
+            start = time.perf_counter()
+            mc.run(policy, spec, reps, seed=1, progress=False)
+            times.append(time.perf_counter() - start)
+        median = statistics.median(times)
+        r = {"replications": reps, "claimants": spec.total, "seconds_median": median,
+             "seconds_all": times, "reps_per_s": reps / median,
+             "evals_per_s": reps * spec.total * rules / median}
+        results.append(r)
+        print(f"{reps:>12,} {median:>9.2f} {r['reps_per_s']:>8.1f} {r['evals_per_s'] / 1e9:>20.3f}")
+    big = None
+    if args.big:
+        tracemalloc.start()
+        start = time.perf_counter()
+        mc.run(policy, spec, 1, seed=1, n=args.big, progress=False)
+        seconds = time.perf_counter() - start
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        big = {"claimants": args.big, "seconds": seconds, "peak_bytes": peak}
+        print(f"one replication of {args.big:,} claimants: {seconds:.1f} s (traced), peak {peak / 2**20:.0f} MiB")
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump({"machine": platform.platform(), "numpy": np.__version__, "results": results,
+                       "big": big}, handle, indent=2)
+    return results, big
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""Scenarios are partial overrides of an immutable baseline, validated in full before anything changes."""
+
+import pytest
+
+import sim.scenario as scenario
+from sim.errors import PolicyError, ScenarioError, SpecError
+
+BASE_POLICY, BASE_SPEC = scenario.apply(scenario.baseline())
+
+
+def apply(data):
+    return scenario.apply(scenario.from_dict({"name": "t", **data}))
+
+
+def test_override_changes_a_copy_and_marks_the_number_assumed():
+    policy, spec = apply({"policy": {"rules": {"a38-bank-credit-loans": {"cap": 250}},
+                                     "domains": {"services": {"claims_budget": 30000}}},
+                          "population": {"segments": {"banks": {"count": 60}},
+                                         "core": {"rd_growth": {"mean": 0.09}},
+                                         "enterprise": {"new_high_tech": {"probability": {"small": 0.006}}},
+                                         "shocks": {"export_credit_premium": 0.8}}})
+    cap = policy.rule("a38-bank-credit-loans").cap
+    assert cap.value == 250 and cap.assumed and "scenario t" in cap.why
+    assert policy.domain("services").claims_budget.value == 30000
+    assert BASE_POLICY.rule("a38-bank-credit-loans").cap.value == 200  # the baseline is untouched
+    assert next(s for s in spec.segments if s.id == "banks").count == 60
+    assert spec.rd_growth_mean == 0.09 and BASE_SPEC.rd_growth_mean == 0.06
+    g = next(g for g in spec.enterprise_generators if g.attribute == "new_high_tech")
+    assert g.probability["small"] == 0.006 and g.probability["medium"] == 0.025
+    assert spec.shocks["export_credit_premium"] == 0.8
+    assert policy.content_hash != BASE_POLICY.content_hash
+
+
+@pytest.mark.parametrize("data, error, message", [
+    ({"policy": {"rules": {"a99-nothing": {"cap": 1}}}}, ScenarioError, "policy.rules.a99-nothing: no such rule"),
+    ({"policy": {"rules": {"a38-bank-credit-loans": {"quote": "x"}}}}, ScenarioError, "only numbers can be overridden"),
+    ({"policy": {"rules": {"a38-bank-credit-loans": {"rate": 3}}}}, PolicyError, "rule a38-bank-credit-loans: rate must be <= 1, got 3"),
+    ({"policy": {"domains": {"sci": {"claims_budget": 1}}}}, ScenarioError, "policy.domains.sci: no such domain"),
+    ({"policy": {"budgets": {}}}, ScenarioError, "policy.budgets cannot be overridden"),
+    ({"population": {"segments": {"whales": {"count": 3}}}}, ScenarioError, "population.segments.whales: no such segment"),
+    ({"population": {"enterprise": {"new_chuyin": {"loading": 0.1}}}}, ScenarioError, "population.enterprise.new_chuyin"),
+    ({"population": {"enterprise": {"new_chuying": {"probability": {"small": 2}}}}}, SpecError, "probability.small must lie in [0, 1]"),
+    ({"population": {"shocks": {"new_chuying": 0.5}}}, SpecError, "a shock multiplies a money attribute"),
+    ({"colour": "red"}, ScenarioError, "unknown key 'colour'"),
+])
+def test_bad_overrides_are_rejected_naming_the_field(data, error, message):
+    with pytest.raises(error) as info:
+        apply(data)
+    assert message in str(info.value)
+
+
+def test_scenario_files_are_found_by_name_and_checked_on_load(tmp_path):
+    assert scenario.load("baseline").is_baseline
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[population.segments.banks]\ncount = -1\n', encoding="utf-8")
+    with pytest.raises(SpecError, match="segment banks: count must be >= 0"):
+        scenario.load(bad)
+    with pytest.raises(ScenarioError, match="bundled: baseline"):
+        scenario.load("no-such-scenario")
