@@ -5,6 +5,7 @@
     fiscalsim awards --sample [-o AWARDS.csv]
     fiscalsim calibrate [--seed S] [--replications R]
     fiscalsim run [SCENARIO] --replications R --seed S --out DIR [--workers N | --scheduler ADDR]
+    fiscalsim budget RUN_DIR [--level 0.95] [--tolerance X] [--solver cbc|highs|scipy]
 
 A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
 """
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import montecarlo, population, results
+from sim import budget, montecarlo, population, results
 from sim import policy as policy_module
 from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
@@ -243,7 +244,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         "workers": result.settings["workers"], "wall_seconds": round(result.wall_seconds, 3),
         "money_unit": "萬元",
     }
-    out = results.write_run(args.out, run_tables(result), manifest, force=args.force)
+    out = results.write_run(args.out, run_tables(result), manifest, force=args.force,
+                            files={"policy.json": policy.raw, "population.json": spec.raw})
     print(f"\n{chosen.name}: {args.replications} replications of {result.population:,} claimants "
           f"(seed {args.seed}) in {result.wall_seconds:.1f} s")
     print(domain_summary_text(result.summary("domain")))
@@ -261,6 +263,50 @@ def domain_summary_text(summary: pd.DataFrame) -> str:
         "P(overrun)": summary["p_overrun"].map("{:.1%}".format),
     })
     return shown.to_string(index=False)
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    run = results.load(args.run_dir)
+    policy = run.policy()
+    tables = budget.analyse(policy, run.rules, level=args.level, tolerance=args.tolerance, solver=args.solver)
+    money = "{:,.0f}".format
+    cover = tables["coverage_domains"]
+    print(f"Budget LPs for {run.path} ({run.manifest.get('scenario')}, {run.manifest.get('replications')} "
+          f"replications; district-paid claims, 萬元; solver {args.solver})\n")
+    print("Coverage of expected claims")
+    print(cover.assign(**{c: cover[c].map(money) for c in ("claims_budget", "claims", "funded", "shortfall")},
+                       shadow_price=cover["shadow_price"].round(3)).to_string(index=False))
+    short = tables["coverage_rules"][tables["coverage_rules"]["shortfall"] > 0.01]
+    if len(short):
+        print("\nShortfall by rule (with equal priorities any split of a domain's shortfall between its rules is "
+              "optimal; this is one; set rule priorities to choose)")
+        print(short.assign(**{c: short[c].map(money) for c in ("claim", "funded", "shortfall")}).to_string(index=False))
+    binding = tables["coverage_constraints"][tables["coverage_constraints"]["binding"]]
+    print("\nBinding constraints: " + (", ".join(f"{r.family}[{r.constraint}] (shadow price {r.shadow_price:.3g})"
+                                              for r in binding.itertuples()) or "none"))
+    top = tables["top_up"]
+    print("\nMinimum top-up to fund every expected claim")
+    print(top.assign(**{c: top[c].map(money) for c in ("claims_budget", "claims", "top_up")}).to_string(index=False))
+    moved = tables["reallocation"]
+    print("\nReallocation of the claims budget between domains (total unchanged)")
+    print(moved.assign(**{c: moved[c].map(money) for c in ("claims_budget", "claims", "reallocated_budget",
+                                                           "shortfall", "change")}).to_string(index=False))
+    overall = tables["cvar_overall"].iloc[0]
+    sized = tables["cvar_budgets"]
+    print(f"\nCVaR-sized budgets: CVaR at {overall['level']:.0%} of total shortfall <= "
+          f"{overall['tolerance']:,.0f} 萬元 over {overall['replications']} replications; "
+          f"total {overall['total_budget']:,.0f} 萬元; "
+          f"P(any shortfall) {overall['p_any_shortfall']:.1%}")
+    print(sized.assign(**{c: sized[c].map(money) for c in ("cvar_budget", "current_claims_budget", "mean_claims",
+                                                           "p95_claims")}).round(3).to_string(index=False))
+    print(f"(CVaR LP: {int(overall['variables'])} variables, build {overall['build_s'] + overall['model_s']:.2f} s, "
+          f"solve {overall['solve_s']:.2f} s)")
+    if not args.no_save:
+        out = results.write_run(run.path / "budget", tables,
+                                {"kind": "fiscalsim budget", "run": str(run.path), "level": args.level,
+                                 "tolerance": float(overall["tolerance"]), "solver": args.solver}, force=True)
+        print(f"\ntables in {out}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -301,6 +347,15 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run")
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run")
+    p.add_argument("--level", type=float, default=0.95, help="CVaR level (default 0.95)")
+    p.add_argument("--tolerance", type=float, default=None,
+                   help="CVaR of total shortfall allowed, 萬元 (default: 1%% of mean total claims)")
+    p.add_argument("--solver", choices=budget.SOLVERS, default="cbc")
+    p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
+    p.set_defaults(func=cmd_budget)
     return parser
 
 

@@ -53,7 +53,7 @@ _KIND_FIELDS: dict[str, dict[str, bool]] = {
 }
 _RULE_COMMON = {
     "id", "article", "name_en", "kind", "claimant", "domain", "subline", "recurrence", "base",
-    "eligibility", "district_share", "intensity", "quote", "judgement", "note",
+    "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note",
 }
 _ALL_RULE_FIELDS = _RULE_COMMON | {f for fields in _KIND_FIELDS.values() for f in fields}
 
@@ -98,6 +98,7 @@ class Rule:
     eligibility: tuple[Condition, ...] = ()
     district_share: Param = Param(1.0)
     intensity: Param = Param(1.0)
+    priority: Param = Param(1.0)  # weight of the rule's claims in the budget LPs (neutral: 1)
     subline: str | None = None
     judgement: str = ""
     note: str = ""
@@ -590,6 +591,8 @@ def _rules(raw: list, articles: list[Article], domains: list[Domain],
         check_range(problems, where, "district_share", share, 0.0, 1.0)
         intensity = t.param("intensity", required=False) or Param(1.0)
         check_range(problems, where, "intensity", intensity, 0.0, 1.0)
+        priority = t.param("priority", required=False) or Param(1.0)
+        check_range(problems, where, "priority", priority, 0.0)
 
         tiers = []
         for j, raw_tier in enumerate(t.list("tiers")):
@@ -632,7 +635,7 @@ def _rules(raw: list, articles: list[Article], domains: list[Domain],
             claimant=claimant, domain=domain, recurrence=recurrence, base=base, quote=quote,
             rate=rate, cap=cap, threshold=threshold, amount=amount, tier_base=tier_base,
             tiers=tuple(tiers), eligibility=tuple(conditions), district_share=share,
-            intensity=intensity, subline=subline, judgement=t.str("judgement", required=False),
+            intensity=intensity, priority=priority, subline=subline, judgement=t.str("judgement", required=False),
             note=t.str("note", required=False),
         ))
     if not out:

@@ -46,8 +46,9 @@ def package_versions() -> dict[str, str]:
 
 
 def write_run(out: str | Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any],
-              force: bool = False) -> Path:
-    """Write ``tables`` (name -> DataFrame, as ``name.parquet``) and the manifest atomically."""
+              force: bool = False, files: dict[str, str] | None = None) -> Path:
+    """Write ``tables`` (name -> DataFrame, as ``name.parquet``), ``files`` (name -> text) and the
+    manifest atomically."""
     out = Path(out)
     if out.exists() and not force:
         raise FiscalsimError(f"{out}: already exists; choose another --out or pass --force to replace it")
@@ -57,6 +58,8 @@ def write_run(out: str | Path, tables: dict[str, pd.DataFrame], manifest: dict[s
     try:
         for name, table in tables.items():
             table.to_parquet(staging / f"{name}.parquet", index=False)
+        for name, text in (files or {}).items():
+            (staging / name).write_text(text, encoding="utf-8")
         manifest = {**manifest, "tables": sorted(tables), "platform": platform.platform(),
                     "versions": package_versions()}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
@@ -94,6 +97,15 @@ class Run:
 
     def summary(self, level: str = "domain") -> pd.DataFrame:
         return self[f"summary_{level}"]
+
+    def policy(self):
+        """The exact policy the run used (scenario applied), rebuilt from the run folder."""
+        from sim.policy import from_dict
+
+        file = self.path / "policy.json"
+        if not file.is_file():
+            raise FiscalsimError(f"{self.path}: no policy.json; the run was written by an older fiscalsim")
+        return from_dict(json.loads(file.read_text(encoding="utf-8")), origin=str(file))
 
 
 def load(path: str | Path) -> Run:

@@ -43,7 +43,7 @@ from sim.validation import canonical_json, display_path
 
 _TOP = {"name", "model", "description", "policy", "population", "process"}
 _POLICY_SECTIONS = {"rules", "domains"}
-_RULE_NUMBERS = {"rate", "cap", "threshold", "amount", "district_share", "intensity"}
+_RULE_NUMBERS = {"rate", "cap", "threshold", "amount", "district_share", "intensity", "priority"}
 _KEYED_POPULATION = {"enterprise", "sizes", "sectors"}
 
 

@@ -22,3 +22,11 @@ def test_bench_montecarlo_runs_tiny(tmp_path):
 
     results, big = bench_montecarlo.main(["--replications", "2", "--big", "70000", "--json", str(tmp_path / "m.json")])
     assert results[0]["replications"] == 2 and big["peak_bytes"] > 0
+
+
+def test_bench_budget_runs_tiny(tmp_path):
+    from benchmarks import bench_budget
+
+    results = bench_budget.main(["--scenarios", "200", "--repeat", "1", "--solvers", "scipy",
+                                 "--json", str(tmp_path / "b.json")])
+    assert results[0]["lp"] == "cvar" and results[0]["total_budget"] > 0
