@@ -22,6 +22,7 @@ import pandas as pd
 
 from sim import budget, montecarlo, population, results
 from sim import policy as policy_module
+from sim import process as process_module
 from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
@@ -244,13 +245,48 @@ def cmd_run(args: argparse.Namespace) -> int:
         "workers": result.settings["workers"], "wall_seconds": round(result.wall_seconds, 3),
         "money_unit": "萬元",
     }
-    out = results.write_run(args.out, run_tables(result), manifest, force=args.force,
-                            files={"policy.json": policy.raw, "population.json": spec.raw})
+    tables = run_tables(result)
+    files = {"policy.json": policy.raw, "population.json": spec.raw}
+    if not args.no_process:
+        model = scenario_module.apply_process(chosen, policy)
+        tables.update(process_tables(result, model, args.process_replications, not args.no_progress))
+        files["process.json"] = model.raw
+        manifest["process_replications"] = int(tables["process_events"].shape[0])
+        manifest["exhaustion"] = model.exhaustion
+    out = results.write_run(args.out, tables, manifest, force=args.force, files=files)
     print(f"\n{chosen.name}: {args.replications} replications of {result.population:,} claimants "
           f"(seed {args.seed}) in {result.wall_seconds:.1f} s")
     print(domain_summary_text(result.summary("domain")))
+    if not args.no_process:
+        print(f"\nProcess ({manifest['process_replications']} replications, exhaustion rule {manifest['exhaustion']})")
+        print(runout_text(tables["process_runout_summary"]))
     print(f"\nresults in {out}")
     return 0
+
+
+def process_tables(result, model, replications: int | None, progress: bool) -> dict[str, pd.DataFrame]:
+    """Run the first replications' claims through the SimPy process and summarise them."""
+    count = result.replications if replications is None else min(replications, result.replications)
+    counts = result.spec.counts(result.settings["n"], result.settings["scale"])
+    runs = []
+    bar = montecarlo._progress(progress, count)
+    for replication in range(count):
+        claims = montecarlo.replication_claims(result.policy, result.spec, result.seed, replication, counts)
+        runs.append(process_module.simulate(claims, model, result.seed, replication))
+        bar(1)
+    bar(None)
+    return process_module.summarise(runs)
+
+
+def runout_text(summary: pd.DataFrame) -> str:
+    shown = pd.DataFrame({
+        "domain": summary["domain"],
+        "P(runs out)": summary["p_runout"].map("{:.1%}".format),
+        "median run-out": summary["runout_date_p50"].fillna("—"),
+        "deferred mean 萬元": summary["deferred_mean"].map("{:,.0f}".format),
+        "cut mean 萬元": summary["cut_mean"].map("{:,.0f}".format),
+    })
+    return shown.to_string(index=False)
 
 
 def domain_summary_text(summary: pd.DataFrame) -> str:
@@ -346,6 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers")
     where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
+    p.add_argument("--process-replications", type=int, default=100,
+                   help="replications run through the process stage (default: the first 100)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run")

@@ -150,6 +150,28 @@ def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.
     return pd.DataFrame(rows)
 
 
+def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
+                       counts: np.ndarray) -> pd.DataFrame:
+    """Every claim of one replication: rule, claimant row, planned award and district-paid amount (萬元).
+
+    The same draws as :func:`replication_totals` (same seed and replication), kept claim by claim for
+    the process stage.
+    """
+    shares = np.array([r.district_share.value for r in policy.rules])
+    rule_ids = np.array(policy.rule_ids, dtype=object)
+    parts, offset = [], 0
+    for item in pop.block_plan(counts):
+        block = pop.draw_block(spec, seed, replication, *item)
+        gross = evaluate(policy, FirmTable(block, item[2])).gross
+        rows, cols = np.nonzero(gross > 0)
+        parts.append(pd.DataFrame({"rule": rule_ids[rows], "claimant": cols + offset, "award": gross[rows, cols],
+                                   "amount": gross[rows, cols] * shares[rows]}))
+        offset += item[2]
+    if not parts:
+        return pd.DataFrame(columns=["rule", "claimant", "award", "amount"])
+    return pd.concat(parts, ignore_index=True)
+
+
 # ----------------------------------------------------------------------------- running
 def replication_totals(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
                        counts: np.ndarray) -> BlockTotals:

@@ -199,6 +199,34 @@ def _apply_population(data: dict, overrides: dict, where: str) -> dict:
     return data
 
 
+def apply_process(scenario: Scenario, policy: policy_module.Policy):
+    """The scenario's process settings (reviewers, windows, the exhaustion rule, ...), validated."""
+    from sim import process as process_module
+
+    where = scenario.path or scenario.name
+    base = process_module.load_process(scenario.model, policy=policy)
+    overrides = scenario.section("process")
+    if not overrides:
+        return base
+    data = copy.deepcopy(process_module.process_data(base))
+    for key, value in overrides.items():
+        if key not in ("payment", "bureaus", "windows", "rules", "defaults", "calendar"):
+            raise ScenarioError(f"{where}: process.{key} cannot be overridden")
+        if key in ("bureaus", "windows"):
+            for name, fields in value.items():
+                if name not in data.get(key, {}):
+                    raise ScenarioError(f"{where}: process.{key}.{name}: no such entry in the model's process settings")
+                _merge(data[key][name], fields, f"process.{key}.{name}", where)
+        elif key == "rules":
+            for rule_id, fields in value.items():
+                entry = data.setdefault("rules", {}).setdefault(
+                    rule_id, {"assumed": True, "why": f"scenario {scenario.name}"})
+                _merge(entry, fields, f"process.rules.{rule_id}", where)
+        else:
+            _merge(data.setdefault(key, {}), value, f"process.{key}", where)
+    return process_module.process_from_dict(data, policy, origin=f"{where} (scenario applied to {base.path})")
+
+
 def apply(scenario: Scenario) -> tuple[policy_module.Policy, population_module.PopulationSpec]:
     """The scenario's policy and population: overrides applied to copies of the baseline, validated."""
     where = scenario.path or scenario.name

@@ -30,3 +30,10 @@ def test_bench_budget_runs_tiny(tmp_path):
     results = bench_budget.main(["--scenarios", "200", "--repeat", "1", "--solvers", "scipy",
                                  "--json", str(tmp_path / "b.json")])
     assert results[0]["lp"] == "cvar" and results[0]["total_budget"] > 0
+
+
+def test_bench_process_runs_tiny(tmp_path):
+    from benchmarks import bench_process
+
+    out = bench_process.main(["--applications", "2000", "--repeat", "1", "--json", str(tmp_path / "p.json")])
+    assert out["applications"] > 0 and out["ratio"] > 0
