@@ -6,6 +6,8 @@
     fiscalsim calibrate [--seed S] [--replications R]
     fiscalsim run [SCENARIO] --replications R --seed S --out DIR [--workers N | --scheduler ADDR]
     fiscalsim budget RUN_DIR [--level 0.95] [--tolerance X] [--solver cbc|highs|scipy]
+    fiscalsim report RUN_DIR [--lang zh|en]
+    fiscalsim compare RUN_A RUN_B ...
 
 A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
 """
@@ -20,70 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import budget, montecarlo, population, results
+from sim import budget, montecarlo, population, report, results
 from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
-from sim.policy import Param, Policy, Rule
+from sim.policy import Policy, catalogue_table, format_param, inputs_table
 
 pd.set_option("display.unicode.east_asian_width", True)
 pd.set_option("display.width", 250)
 pd.set_option("display.max_colwidth", 60)
-
-
-def _num(param: Param | None, percent: bool = False) -> str:
-    if param is None:
-        return ""
-    text = f"{param.value * 100:g}%" if percent else f"{param.value:g}"
-    return text + ("*" if param.assumed else "")
-
-
-def _rule_cells(rule: Rule) -> dict[str, str]:
-    tiers = "; ".join(f">={t.at:g}: {_num(t.amount)}" for t in rule.tiers)
-    if rule.tier_base:
-        tiers = f"{rule.tier_base} {tiers}"
-    return {
-        "rule": rule.id,
-        "kind": rule.kind,
-        "base": rule.base,
-        "rate": _num(rule.rate, percent=True),
-        "threshold": _num(rule.threshold),
-        "cap": _num(rule.cap),
-        "amount": _num(rule.amount),
-        "tiers": tiers,
-        "district": "" if rule.district_share.value == 1 and not rule.district_share.assumed
-        else _num(rule.district_share, percent=True),
-        "recurs": rule.recurrence,
-    }
-
-
-def catalogue_table(policy: Policy) -> pd.DataFrame:
-    """One row per rule, and one row for each article without a monetary rule."""
-    rows = []
-    for article in policy.articles:
-        rules = [r for r in policy.rules if r.article == article.number]
-        common = {"art": article.number, "domain": article.domain, "heading": article.heading_zh,
-                  "lead": article.lead}
-        if not rules:
-            rows.append({**common, "rule": "—"})
-        for rule in rules:
-            rows.append({**common, **_rule_cells(rule)})
-    return pd.DataFrame(rows).fillna("")
-
-
-def inputs_table(policy: Policy) -> pd.DataFrame:
-    used: dict[str, list[str]] = {}
-    for rule in policy.rules:
-        for name in rule.attributes():
-            used.setdefault(name, []).append(rule.id)
-    return pd.DataFrame([{
-        "attribute": a.name, "claimant": a.claimant, "type": a.type, "unit": a.unit,
-        "default": "required" if a.default is None else f"{a.default:g}",
-        "rules": len(used.get(a.name, [])), "description": a.description,
-    } for a in policy.attributes])
 
 
 def cmd_policy(args: argparse.Namespace) -> int:
@@ -100,7 +50,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
     print("\nDomains (萬元)")
     domains = pd.DataFrame([{
         "domain": d.key, "name": d.name_zh, "lead": d.lead, "articles": f"{d.first_article}-{d.last_article}",
-        "budget": d.budget, "claims budget": _num(d.claims_budget), "sublines": len(d.sublines),
+        "budget": d.budget, "claims budget": format_param(d.claims_budget), "sublines": len(d.sublines),
         "rules": sum(r.domain == d.key for r in policy.rules),
     } for d in policy.domains])
     print(domains.to_string(index=False))
@@ -260,7 +210,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_process:
         print(f"\nProcess ({manifest['process_replications']} replications, exhaustion rule {manifest['exhaustion']})")
         print(runout_text(tables["process_runout_summary"]))
+    if not args.no_budget:
+        lp = budget.analyse(policy, result.rules)
+        save_budget(out, lp, 0.95, "cbc")
+        sized = lp["cvar_budgets"]
+        print("\nBudget LPs: shortfall of expected claims, shadow prices, CVaR(95%)-sized budgets (萬元)")
+        print(pd.DataFrame({"domain": sized["domain"],
+                            "shortfall": lp["coverage_domains"]["shortfall"].map("{:,.0f}".format),
+                            "shadow price": lp["coverage_domains"]["shadow_price"].round(2),
+                            "CVaR budget": sized["cvar_budget"].map("{:,.0f}".format)}).to_string(index=False))
     print(f"\nresults in {out}")
+    if not args.no_report and not args.no_budget and not args.no_process:
+        page = report.write_report(out, lang=args.lang, sensitivity_replications=args.sensitivity_replications)
+        print(f"report: {page}")
     return 0
 
 
@@ -338,9 +300,39 @@ def cmd_budget(args: argparse.Namespace) -> int:
     print(f"(CVaR LP: {int(overall['variables'])} variables, build {overall['build_s'] + overall['model_s']:.2f} s, "
           f"solve {overall['solve_s']:.2f} s)")
     if not args.no_save:
-        out = results.write_run(run.path / "budget", tables,
-                                {"kind": "fiscalsim budget", "run": str(run.path), "level": args.level,
-                                 "tolerance": float(overall["tolerance"]), "solver": args.solver}, force=True)
+        out = save_budget(run.path, tables, args.level, args.solver)
+        print(f"\ntables in {out}")
+    return 0
+
+
+def save_budget(run_path, tables: dict[str, pd.DataFrame], level: float, solver: str):
+    overall = tables["cvar_overall"].iloc[0]
+    return results.write_run(Path(run_path) / "budget", tables,
+                             {"kind": "fiscalsim budget", "run": str(run_path), "level": level,
+                              "tolerance": float(overall["tolerance"]), "solver": solver}, force=True)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    page = report.write_report(args.run_dir, lang=args.lang, out=args.out,
+                               sensitivity_replications=args.sensitivity_replications)
+    print(f"report: {page}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    tables = report.compare(*args.runs)
+    domains = tables["domains"]
+    shown = domains.assign(mean=domains["mean"].map("{:,.0f}".format), p95=domains["p95"].map("{:,.0f}".format),
+                           claims_budget=domains["claims_budget"].map("{:,.0f}".format),
+                           p_overrun=domains["p_overrun"].map("{:.1%}".format),
+                           mean_shortfall=domains["mean_shortfall"].map("{:,.0f}".format)).drop(columns=["run"])
+    print("Per domain (district-paid claims, 萬元)")
+    print(shown.to_string(index=False))
+    articles = tables["articles"].pivot_table(index="article", columns="scenario", values="mean", sort=False)
+    print("\nMean claims per article (萬元)")
+    print(articles.round(0).to_string())
+    if args.out:
+        out = results.write_run(args.out, tables, {"kind": "fiscalsim compare", "runs": args.runs}, force=True)
         print(f"\ntables in {out}")
     return 0
 
@@ -385,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
     p.add_argument("--process-replications", type=int, default=100,
                    help="replications run through the process stage (default: the first 100)")
+    p.add_argument("--no-budget", action="store_true", help="skip the budget LPs")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--lang", choices=report.LANGS, default="zh", help="report language (default zh)")
+    p.add_argument("--sensitivity-replications", type=int, default=10,
+                   help="replications per point of the report's sensitivity (tornado) chart")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run")
@@ -395,6 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=budget.SOLVERS, default="cbc")
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("report", help="write the HTML report (and PNG figures) for a finished run")
+    p.add_argument("run_dir")
+    p.add_argument("--lang", choices=report.LANGS, default="zh")
+    p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
+    p.add_argument("--sensitivity-replications", type=int, default=10)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="scenarios side by side per domain and article")
+    p.add_argument("runs", nargs="+", help="run folders")
+    p.add_argument("--out", default=None, help="also write the comparison tables here")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

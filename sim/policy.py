@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from sim.errors import PolicyError
 from sim.validation import (
     FrozenMap,
@@ -693,3 +695,57 @@ def load_examples(model: str | Path | None = None, policy: Policy | None = None)
                                FrozenMap(expect), FrozenMap(district)))
         problems.raise_if_any()
     return out
+
+
+# ----------------------------------------------------------------------------- catalogue tables
+def format_param(param: Param | None, percent: bool = False) -> str:
+    """A number for the catalogue: a percentage or plain, with * when it is assumed."""
+    if param is None:
+        return ""
+    text = f"{param.value * 100:g}%" if percent else f"{param.value:g}"
+    return text + ("*" if param.assumed else "")
+
+
+def _rule_cells(rule: Rule) -> dict[str, str]:
+    tiers = "; ".join(f">={t.at:g}: {format_param(t.amount)}" for t in rule.tiers)
+    if rule.tier_base:
+        tiers = f"{rule.tier_base} {tiers}"
+    return {
+        "rule": rule.id,
+        "kind": rule.kind,
+        "base": rule.base,
+        "rate": format_param(rule.rate, percent=True),
+        "threshold": format_param(rule.threshold),
+        "cap": format_param(rule.cap),
+        "amount": format_param(rule.amount),
+        "tiers": tiers,
+        "district": "" if rule.district_share.value == 1 and not rule.district_share.assumed
+        else format_param(rule.district_share, percent=True),
+        "recurs": rule.recurrence,
+    }
+
+
+def catalogue_table(policy: Policy) -> pd.DataFrame:
+    """One row per rule, and one row for each article without a monetary rule."""
+    rows = []
+    for article in policy.articles:
+        rules = [r for r in policy.rules if r.article == article.number]
+        common = {"art": article.number, "domain": article.domain, "heading": article.heading_zh,
+                  "lead": article.lead}
+        if not rules:
+            rows.append({**common, "rule": "—"})
+        for rule in rules:
+            rows.append({**common, **_rule_cells(rule)})
+    return pd.DataFrame(rows).fillna("")
+
+
+def inputs_table(policy: Policy) -> pd.DataFrame:
+    used: dict[str, list[str]] = {}
+    for rule in policy.rules:
+        for name in rule.attributes():
+            used.setdefault(name, []).append(rule.id)
+    return pd.DataFrame([{
+        "attribute": a.name, "claimant": a.claimant, "type": a.type, "unit": a.unit,
+        "default": "required" if a.default is None else f"{a.default:g}",
+        "rules": len(used.get(a.name, [])), "description": a.description,
+    } for a in policy.attributes])

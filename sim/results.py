@@ -46,7 +46,8 @@ def package_versions() -> dict[str, str]:
 
 
 def write_run(out: str | Path, tables: dict[str, pd.DataFrame], manifest: dict[str, Any],
-              force: bool = False, files: dict[str, str] | None = None) -> Path:
+              force: bool = False, files: dict[str, str] | None = None,
+              binary: dict[str, bytes] | None = None) -> Path:
     """Write ``tables`` (name -> DataFrame, as ``name.parquet``), ``files`` (name -> text) and the
     manifest atomically."""
     out = Path(out)
@@ -60,6 +61,8 @@ def write_run(out: str | Path, tables: dict[str, pd.DataFrame], manifest: dict[s
             table.to_parquet(staging / f"{name}.parquet", index=False)
         for name, text in (files or {}).items():
             (staging / name).write_text(text, encoding="utf-8")
+        for name, data in (binary or {}).items():
+            (staging / name).write_bytes(data)
         manifest = {**manifest, "tables": sorted(tables), "platform": platform.platform(),
                     "versions": package_versions()}
         (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str),

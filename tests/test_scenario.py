@@ -55,5 +55,5 @@ def test_scenario_files_are_found_by_name_and_checked_on_load(tmp_path):
     bad.write_text('name = "bad"\n[population.segments.banks]\ncount = -1\n', encoding="utf-8")
     with pytest.raises(SpecError, match="segment banks: count must be >= 0"):
         scenario.load(bad)
-    with pytest.raises(ScenarioError, match="bundled: baseline"):
+    with pytest.raises(ScenarioError, match="bundled: article-13-caps-up, baseline, export-slump"):
         scenario.load("no-such-scenario")
