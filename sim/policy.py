@@ -35,6 +35,7 @@ from sim.validation import (
     display_path,
     number,
     ordered_json,
+    read_toml,
 )
 
 DEFAULT_MODEL = "binjiang-2024"
@@ -302,13 +303,7 @@ def resolve_model(model: str | Path | None = None) -> Path:
 def load(model: str | Path | None = None) -> Policy:
     """Load and validate a model folder (or a bundled model by name; the default is Binjiang 2024)."""
     folder = resolve_model(model)
-    file = folder / "policy.toml"
-    shown = display_path(file)
-    try:
-        with open(file, "rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise PolicyError(f"{shown}: not valid TOML: {exc}") from None
+    data, shown = read_toml(folder / "policy.toml", PolicyError, "no policy.toml in the model folder")
     source_text = ""
     source_name = data.get("model", {}).get("source") if isinstance(data.get("model"), dict) else None
     if isinstance(source_name, str) and (folder / source_name).is_file():

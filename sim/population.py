@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from scipy import special
 from sim.errors import SpecError
 from sim.firms import FirmTable, firm_table, read_table
 from sim.policy import Policy, resolve_model
-from sim.validation import FrozenMap, Problems, Table, canonical_json, display_path, number, ordered_json
+from sim.validation import FrozenMap, Problems, Table, canonical_json, check_provenance, number, ordered_json, read_toml
 
 BLOCK = 1 << 16
 DEFAULT_CHUNK = 1 << 16
@@ -244,29 +243,8 @@ def load_spec(model: str | Path | None = None, policy: Policy | None = None) -> 
     from sim.policy import load as load_policy
 
     folder = resolve_model(model)
-    file = folder / "population.toml"
-    shown = display_path(file)
-    if not file.is_file():
-        raise SpecError(f"{shown}: no population specification in the model folder")
-    try:
-        with open(file, "rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{shown}: not valid TOML: {exc}") from None
+    data, shown = read_toml(folder / "population.toml", SpecError, "no population specification in the model folder")
     return spec_from_dict(data, policy or load_policy(folder), origin=shown)
-
-
-def _provenance(t: Table) -> None:
-    source = t.data.get("source")
-    assumed = t.data.get("assumed")
-    if source is None and assumed is None:
-        t.problems.add(t.where, "give a `source` or `assumed = true` with `why`")
-    if source is not None:
-        t.str("source")
-    if assumed is not None:
-        t.bool("assumed")
-        if assumed is True:
-            t.str("why")
 
 
 def _probability(t: Table, key: str, value: Any, sizes: tuple[str, ...] | None,
@@ -326,7 +304,7 @@ def _generator(name: str, raw: Any, where: str, claimant: str, policy: Policy,
                extra: Mapping[str, str], sizes: tuple[str, ...] | None, sectors: Mapping[str, Sector],
                problems: Problems) -> AttributeGenerator:
     t = Table(raw, where, problems, allowed=_GEN_KEYS)
-    _provenance(t)
+    check_provenance(t)
     declared = {a.name: a for a in policy.attributes}
     if name in declared:
         if declared[name].claimant != claimant:
@@ -390,7 +368,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
 
     copula = Table(top.data.get("copula", {}), "[copula]", problems,
                    allowed={"factors", "correlation", "source", "assumed", "why"})
-    _provenance(copula)
+    check_provenance(copula)
     factors = tuple(copula.list("factors"))
     if factors != COPULA_FACTORS:
         problems.add("[copula]", f"factors must be {list(COPULA_FACTORS)}, got {list(factors)}")
@@ -422,7 +400,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
     for name, raw in (raw_sizes.items() if isinstance(raw_sizes, dict) else []):
         t = Table(raw, f"size {name}", problems, allowed={
             "revenue", "rd_performer", "rd_intensity", "insured_exporter", "source", "assumed", "why"})
-        _provenance(t)
+        check_provenance(t)
         sizes[name] = SizeClass(name, _lognormal(t, "revenue", problems),
                                 _probability(t, "rd_performer", t.data.get("rd_performer", 0.0), None),
                                 _lognormal(t, "rd_intensity", problems),
@@ -436,7 +414,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
     for name, raw in (raw_sectors.items() if isinstance(raw_sectors, dict) else []):
         t = Table(raw, f"sector {name}", problems, allowed={
             "name_en", "manufacturing_share", "rd_multiplier", "source", "assumed", "why"})
-        _provenance(t)
+        check_provenance(t)
         share = _probability(t, "manufacturing_share", t.data.get("manufacturing_share", 0.0), None)
         multiplier = t.number("rd_multiplier") or 0.0
         if multiplier < 0:
@@ -445,7 +423,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
 
     core = Table(top.data.get("core", {}), "[core]", problems, allowed={
         "rd_growth", "export_premium_ratio", "tech_sme_revenue_limit", "source", "assumed", "why"})
-    _provenance(core)
+    check_provenance(core)
     growth = Table(core.data.get("rd_growth", {}), "[core] rd_growth", problems, allowed={"mean", "sd"})
     growth_mean = growth.number("mean") or 0.0
     growth_sd = growth.number("sd") or 0.0
@@ -467,7 +445,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
         where = f"segment {sid}" if isinstance(sid, str) else f"segments entry {i + 1}"
         t = Table(raw, where, problems, allowed={
             "id", "claimant", "sector", "size", "count", "attributes", "source", "assumed", "why"})
-        _provenance(t)
+        check_provenance(t)
         sid = t.str("id")
         if sid in seen:
             problems.add(where, "duplicate segment id")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -31,7 +30,7 @@ import simpy
 
 from sim.errors import SpecError
 from sim.policy import Policy, resolve_model
-from sim.validation import FrozenMap, Problems, Table, display_path, ordered_json
+from sim.validation import FrozenMap, Problems, Table, check_provenance, ordered_json, read_toml
 
 EXHAUSTION = ("fcfs_defer", "pro_rata", "reject")
 PROCESS_STREAM = 0x5EED_0005
@@ -94,29 +93,12 @@ class ProcessModel:
 
 
 # ----------------------------------------------------------------------------- loading
-def _provenance(t: Table) -> None:
-    if "source" not in t.data and "assumed" not in t.data:
-        t.problems.add(t.where, "give a `source` or `assumed = true` with `why`")
-    if t.data.get("assumed") is True:
-        t.str("why")
-    if "source" in t.data:
-        t.str("source")
-
-
 def load_process(model: str | Path | None = None, policy: Policy | None = None) -> ProcessModel:
     """Load and validate ``process.toml`` of a model folder against its policy."""
     from sim.policy import load as load_policy
 
     folder = resolve_model(model)
-    file = folder / "process.toml"
-    shown = display_path(file)
-    if not file.is_file():
-        raise SpecError(f"{shown}: no process settings in the model folder")
-    try:
-        with open(file, "rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise SpecError(f"{shown}: not valid TOML: {exc}") from None
+    data, shown = read_toml(folder / "process.toml", SpecError, "no process settings in the model folder")
     return process_from_dict(data, policy or load_policy(folder), origin=shown)
 
 
@@ -125,7 +107,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
     top = Table(dict(data), "", problems, allowed={"calendar", "payment", "windows", "bureaus", "defaults", "rules"})
     cal = Table(top.data.get("calendar", {}), "[calendar]", problems,
                 allowed={"year", "issued", "source", "assumed", "why"})
-    _provenance(cal)
+    check_provenance(cal)
     year = cal.int("year") or 2024
     start = dt.date(year, 1, 1)
     horizon = float((dt.date(year + 1, 1, 1) - start).days)
@@ -144,7 +126,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
 
     pay = Table(top.data.get("payment", {}), "[payment]", problems,
                 allowed={"day_of_month", "exhaustion", "pro_rata_cutoff", "source", "assumed", "why"})
-    _provenance(pay)
+    check_provenance(pay)
     day_of_month = pay.int("day_of_month") or 25
     if not 1 <= day_of_month <= 28:
         problems.add("[payment]", f"day_of_month must lie in 1-28, got {day_of_month}")
@@ -161,7 +143,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
         where = f"window {name}"
         t = Table(raw, where, problems, allowed={"kind", "open", "close", "opens", "length_days", "source", "assumed",
                                                  "why"})
-        _provenance(t)
+        check_provenance(t)
         kind = t.str("kind")
         intervals: list[tuple[float, float]] = []
         if kind == "continuous":
@@ -190,7 +172,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
     for name, raw in (raw_bureaus.items() if isinstance(raw_bureaus, dict) else []):
         where = f"bureau {name}"
         t = Table(raw, where, problems, allowed={"reviewers", "review_days", "window", "source", "assumed", "why"})
-        _provenance(t)
+        check_provenance(t)
         reviewers = t.int("reviewers") or 0
         if reviewers < 1:
             problems.add(where, f"reviewers must be >= 1, got {reviewers}")
@@ -204,7 +186,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
 
     defaults = Table(top.data.get("defaults", {}), "[defaults]", problems,
                      allowed={"approval", "notice_days", "expert_days", "source", "assumed", "why"})
-    _provenance(defaults)
+    check_provenance(defaults)
     base = {k: defaults.number(k) or 0.0 for k in ("approval", "notice_days", "expert_days")}
     raw_rules = top.data.get("rules", {}) if isinstance(top.data.get("rules", {}), dict) else {}
     for rule_id in raw_rules:
@@ -221,7 +203,7 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
         t = Table(raw, where, problems, allowed={"window", "approval", "notice_days", "expert_days", "source",
                                                  "assumed", "why"})
         if raw:
-            _provenance(t)
+            check_provenance(t)
         values = {k: (t.number(k, required=False) if k in t.data else base[k]) or 0.0 for k in base}
         if not 0 <= values["approval"] <= 1:
             problems.add(where, f"approval must lie in [0, 1], got {values['approval']:g}")

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,7 +38,7 @@ from typing import Any
 from sim import policy as policy_module
 from sim import population as population_module
 from sim.errors import ScenarioError
-from sim.validation import canonical_json, display_path
+from sim.validation import canonical_json, read_toml
 
 _TOP = {"name", "model", "description", "policy", "population", "process"}
 _POLICY_SECTIONS = {"rules", "domains"}
@@ -99,13 +98,7 @@ def resolve(name_or_path: str | Path) -> Path:
 
 def load(name_or_path: str | Path) -> Scenario:
     """Read a scenario file (or a bundled scenario by name) and check its shape."""
-    path = resolve(name_or_path)
-    shown = display_path(path)
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ScenarioError(f"{shown}: not valid TOML: {exc}") from None
+    data, shown = read_toml(resolve(name_or_path), ScenarioError, "no such scenario file")
     scenario = from_dict(data, origin=shown)
     apply(scenario)  # validated in full now, not half-way through a run
     return scenario

@@ -223,3 +223,29 @@ def check_range(problems: Problems, where: str, key: str, p: Param | None,
         problems.add(where, f"{key} must be <= {high:g}, got {p.value:g}")
 
 
+
+
+def read_toml(file: Path, error: type[FiscalsimError], missing: str) -> tuple[dict, str]:
+    """A model file's data and its display path; ``error`` with ``missing`` or the TOML fault otherwise."""
+    import tomllib
+
+    shown = display_path(file)
+    if not file.is_file():
+        raise error(f"{shown}: {missing}")
+    try:
+        with open(file, "rb") as handle:
+            return tomllib.load(handle), shown
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{shown}: not valid TOML: {exc}") from None
+
+
+def check_provenance(t: Table) -> None:
+    """A table of model numbers must say where they come from: `source`, or `assumed = true` with `why`."""
+    if "source" not in t.data and "assumed" not in t.data:
+        t.problems.add(t.where, "give a `source` or `assumed = true` with `why`")
+    if "source" in t.data:
+        t.str("source")
+    if "assumed" in t.data:
+        t.bool("assumed")
+        if t.data["assumed"] is True:
+            t.str("why")

@@ -37,3 +37,11 @@ def test_bench_process_runs_tiny(tmp_path):
 
     out = bench_process.main(["--applications", "2000", "--repeat", "1", "--json", str(tmp_path / "p.json")])
     assert out["applications"] > 0 and out["ratio"] > 0
+
+
+def test_benchmark_suite_runs_quick(tmp_path):
+    from benchmarks.__main__ import main
+
+    results = main(["--quick", "--json", str(tmp_path / "all.json")])
+    assert results["kernels"]["20000"]["fused"][0] > 0 and results["generator"]["ratio"] > 0
+    assert (tmp_path / "all.json").exists()
