@@ -1,7 +1,18 @@
 """fiscalsim: fiscal allocation simulation for the Binjiang 2024 policy package.
 
-Stages, one module each: :mod:`sim.policy` (model loading), :mod:`sim.awards` (award kernels),
-and the CLI in :mod:`sim.cli`.  Money is in 萬元 throughout.
+One module per stage, data flowing one way:
+
+- :mod:`sim.policy` loads and validates a policy model (articles, domains, attributes, award rules);
+- :mod:`sim.awards` holds one vectorised kernel per award pattern, ``evaluate`` and ``explain``;
+  :mod:`sim.fused` is the compiled hot path that the claims engine uses (bit-identical results);
+- :mod:`sim.population` generates the synthetic claimant population (or reads a real register);
+- :mod:`sim.montecarlo` runs replications into per-rule totals; :mod:`sim.results` stores run folders;
+- :mod:`sim.process` is the SimPy model of application, review and payment;
+- :mod:`sim.budget` holds the coverage, top-up, reallocation and CVaR budget LPs;
+- :mod:`sim.scenario` applies scenario overrides; :mod:`sim.report` draws and writes reports;
+- :mod:`sim.cli` is the ``fiscalsim`` command.
+
+Money is in 萬元 throughout.
 """
 
 __version__ = "0.1.0"
