@@ -213,7 +213,7 @@ def print_table(r):
                   f"solve {row['solve_s']:.2f} s")
     o = r["openfisca"]
     if isinstance(o, dict):
-        for label in ("per-firm awards", "claims per rule"):
+        for label in ("per-firm awards", "per-firm awards, compiled", "claims per rule"):
             row = o[label]
             print(f"vs OpenFisca, {label}: {row['speed_ratio']:.1f}x faster, {row['memory_ratio']:.2f} of its peak "
                   f"memory; same results: {row['same_results']}")

@@ -343,7 +343,23 @@ def _kernel_source(parallel: bool):
                     firms[c, 0] += 1
         return sums, counts, firms
 
-    return fused
+    @njit(cache=True, parallel=parallel, nogil=True)
+    def per_claimant(x64, x32, n, kind, base, base_wide, tier_base, tier_wide, rate, cap, threshold,
+                     has_threshold, amount, intensity, tier_at, tier_amount, n_tiers, cond_attr, cond_wide,
+                     cond_op, cond_value, n_cond, inclusive, chunk, gross):
+        """Every rule's award for every claimant into gross (rules x n), chunk by chunk."""
+        for c in prange(x64.shape[0]):
+            m = min(chunk, n - c * chunk)
+            out = np.zeros(chunk)
+            for r in range(kind.shape[0]):
+                awards(x64, x32, c, m, r, kind, base, base_wide, tier_base, tier_wide, rate, cap, threshold,
+                       has_threshold, amount, intensity, tier_at, tier_amount, n_tiers, cond_attr, cond_wide,
+                       cond_op, cond_value, n_cond, inclusive, out)
+                row = gross[r]
+                for i in range(m):
+                    row[c * chunk + i] = out[i]
+
+    return fused, per_claimant
 
 
 _KERNELS: dict[bool, object] = {}
@@ -352,6 +368,28 @@ PARALLEL_FROM = 64 * CHUNK  # smaller blocks run on one thread: waking a thread 
 
 def available() -> bool:
     return numba is not None
+
+
+def _kernels(parallel: bool):
+    if parallel not in _KERNELS:
+        _KERNELS[parallel] = _kernel_source(parallel)
+    return _KERNELS[parallel]
+
+
+def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16) -> np.ndarray:
+    """(rules x n) float64 awards, the same bits as the NumPy kernels; inputs re-laid out block by block
+    so the extra memory is one block's columns, not the population's."""
+    gross = np.empty((len(compiled.kind), n))
+    per_claimant = _kernels(n >= PARALLEL_FROM)[1]
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns}, hi - lo)
+        per_claimant(x64, x32, hi - lo, compiled.kind, compiled.base, compiled.base_wide, compiled.tier_base,
+                     compiled.tier_wide, compiled.rate, compiled.cap, compiled.threshold, compiled.has_threshold,
+                     compiled.amount, compiled.intensity, compiled.tier_at, compiled.tier_amount, compiled.n_tiers,
+                     compiled.cond_attr, compiled.cond_wide, compiled.cond_op, compiled.cond_value, compiled.n_cond,
+                     compiled.inclusive, CHUNK, gross[:, lo:hi])
+    return gross
 
 
 def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
@@ -366,11 +404,8 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
     if matrix is None:
         n = len(columns[compiled.columns[0]])
         matrix = column_matrix(compiled, columns, n)
-    parallel = n >= PARALLEL_FROM
-    if parallel not in _KERNELS:
-        _KERNELS[parallel] = _kernel_source(parallel)
     x64, x32 = matrix
-    sums, counts, firms = _KERNELS[parallel](
+    sums, counts, firms = _kernels(n >= PARALLEL_FROM)[0](
         x64, x32, n, compiled.kind, compiled.base, compiled.base_wide, compiled.tier_base, compiled.tier_wide,
         compiled.rate, compiled.cap, compiled.threshold, compiled.has_threshold, compiled.amount,
         compiled.intensity, compiled.tier_at, compiled.tier_amount, compiled.n_tiers, compiled.cond_attr,

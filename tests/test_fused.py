@@ -55,3 +55,13 @@ def test_lane_sum_is_the_kernels_reduction():
             total += lane
         by_hand.append(total)
     assert np.array_equal(fused.lane_sum(values), np.array(by_hand))
+
+
+def test_compiled_per_claimant_awards_equal_evaluate():
+    rng = np.random.default_rng(9)
+    for n in (1, fused.CHUNK + 3, 70_001):
+        table = {a.name: (rng.random(n) < 0.3).astype(float) if a.type == "bool"
+                 else rng.integers(0, 6, n).astype(float) if a.type == "int"
+                 else rng.lognormal(5, 2.5, n) for a in POLICY.input_attributes()}
+        gross = fused.awards_per_claimant(COMPILED, table, n, block=30_000)
+        assert np.array_equal(gross, evaluate(POLICY, table, validate=False).gross)
