@@ -81,10 +81,6 @@ class Solution:
     solve_seconds: float
     model_seconds: float = 0.0  # building the solver's own model (PuLP objects)
 
-    def value(self, prefix: str) -> np.ndarray:
-        idx = [i for i, name in enumerate(self.lp.variables) if name.startswith(prefix)]
-        return self.x[idx]
-
 
 # ----------------------------------------------------------------------------- solving
 def solve(lp: LinearProgram, solver: str = "cbc") -> Solution:

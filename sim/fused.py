@@ -366,10 +366,6 @@ _KERNELS: dict[bool, object] = {}
 PARALLEL_FROM = 64 * CHUNK  # smaller blocks run on one thread: waking a thread pool costs more than it saves
 
 
-def available() -> bool:
-    return numba is not None
-
-
 def _kernels(parallel: bool):
     if parallel not in _KERNELS:
         _KERNELS[parallel] = _kernel_source(parallel)

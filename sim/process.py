@@ -85,9 +85,6 @@ class ProcessModel:
     def date(self, day: float) -> dt.date:
         return dt.date(self.year, 1, 1) + dt.timedelta(days=int(np.floor(day)))
 
-    def month(self, day: float) -> int:
-        return self.date(min(day, self.horizon - 1e-9)).month
-
     def with_changes(self, **changes) -> ProcessModel:
         return replace(self, **changes)
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -513,9 +512,3 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     if "runout_date_p50" in domains:
         columns += ["p_runout", "runout_date_p50"]
     return {"domains": domains[columns + ["run"]], "articles": pd.concat(article_rows, ignore_index=True)}
-
-
-def comparison_wide(domains: pd.DataFrame, values: Sequence[str] = ("mean", "p95", "p_overrun")) -> pd.DataFrame:
-    """Domains as rows, (value, scenario) as columns."""
-    wide = domains.pivot_table(index="domain", columns="scenario", values=list(values), aggfunc="first", sort=False)
-    return wide

@@ -201,7 +201,7 @@ def apply_process(scenario: Scenario, policy: policy_module.Policy):
     overrides = scenario.section("process")
     if not overrides:
         return base
-    data = copy.deepcopy(process_module.process_data(base))
+    data = process_module.process_data(base)  # a fresh copy
     for key, value in overrides.items():
         if key not in ("payment", "bureaus", "windows", "rules", "defaults", "calendar"):
             raise ScenarioError(f"{where}: process.{key} cannot be overridden")
