@@ -108,12 +108,9 @@ def generator_vs_raw(n=1_000_000, repeat=REPEAT):
     counts = spec.counts(n=n)
     normals = uniforms = 0
     for segment, count in zip(spec.segments, counts):
-        if segment.claimant == "enterprise":
-            normals += count * (len(pop.COPULA_FACTORS) + 1)
-            uniforms += count * 2
-        for g in spec.generators_of(segment):
-            normals += count * {"event": 1, "amount": 2}.get(g.kind, 0)
-            uniforms += count * (1 if g.kind in ("count", "categorical") else 0)
+        per_normal, per_uniform = pop.draws_per_claimant(spec, segment)
+        normals += count * per_normal
+        uniforms += count * per_uniform
     gen, raw = [], []
     for _ in range(repeat):
         start = time.perf_counter()

@@ -48,7 +48,7 @@ def main(argv=None):
             rows = []
             for _ in range(args.repeat):
                 out = budget.cvar_budgets(losses, policy.domain_keys, args.level, tolerance, solver=solver)
-                rows.append(out["overall"].iloc[0])
+                rows.append({**out["overall"].iloc[0].to_dict(), **out["timing"]})
             pick = {k: statistics.median(float(r[k]) for r in rows) for k in ("build_s", "model_s", "solve_s")}
             total = pick["build_s"] + pick["model_s"] + pick["solve_s"]
             r = {"lp": "cvar", "scenarios": s, "solver": solver, "variables": int(rows[0]["variables"]),
@@ -59,7 +59,7 @@ def main(argv=None):
     expected = run.rules.groupby("rule", observed=True)["district"].mean()
     data = budget.ClaimsInput.from_policy(policy, expected)
     for solver in args.solvers:
-        timing = budget.coverage(data, solver=solver)["timing"].iloc[0]
+        timing = budget.coverage(data, solver=solver)["timing"]
         print(f"{'coverage':>10} {'':>7} {solver:>6} {len(policy.rules):>7} {timing['build_s']:>8.4f} "
               f"{timing['model_s']:>8.4f} {timing['solve_s']:>8.4f}")
         times = {k: float(timing[k]) for k in ("build_s", "model_s", "solve_s")}

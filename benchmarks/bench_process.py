@@ -59,13 +59,15 @@ def main(argv=None):
     # and the budgets behave as in the baseline (with the baseline's staff, most of 100,000 applications
     # would still be queued at year end).
     budgets = {d: b * scale for d, b in model.budgets.items()}
-    bureaus = {k: pr.Bureau(b.name, max(1, round(b.reviewers * scale)), b.review_days, b.window)
+    bureaus = {k: pr.Bureau(b.name, max(1, round(b.reviewers * scale)), b.review_days, b.window, b.name_en)
                for k, b in model.bureaus.items()}
     model = model.with_changes(bureaus=bureaus)
     rows = []
     for _ in range(args.repeat):
+        start = time.perf_counter()
         result = pr.simulate(claims, model, seed=1, budgets=budgets)
-        seconds, events = result.wall_seconds, result.events
+        result.summary()
+        seconds, events = time.perf_counter() - start, result.events
         bare_seconds, bare_events = bare_mmc(len(claims))
         rows.append({"model_s": seconds, "model_events": events, "bare_s": bare_seconds, "bare_events": bare_events})
     med = {k: statistics.median(r[k] for r in rows) for k in rows[0]}

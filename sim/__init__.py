@@ -1,16 +1,23 @@
-"""fiscalsim: fiscal allocation simulation for the Binjiang 2024 policy package.
+"""fiscalsim: fiscal allocation simulation for a policy package written as data (``models/``).
 
-One module per stage, data flowing one way:
+One module per stage, data flowing one way (model data -> population -> awards -> Monte Carlo totals ->
+process -> budget LPs -> report):
 
 - :mod:`sim.policy` loads and validates a policy model (articles, domains, attributes, award rules);
-- :mod:`sim.awards` holds one vectorised kernel per award pattern, ``evaluate`` and ``explain``;
+- :mod:`sim.kinds` is the registry of rule kinds: each award pattern's numbers, NumPy kernel, compiled
+  kernel and explanation, declared once;
+- :mod:`sim.awards` applies every rule to a firm table (``evaluate``) and explains one claimant;
   :mod:`sim.fused` is the compiled hot path that the claims engine uses (bit-identical results);
 - :mod:`sim.population` generates the synthetic claimant population (or reads a real register);
-- :mod:`sim.montecarlo` runs replications into per-rule totals; :mod:`sim.results` stores run folders;
+- :mod:`sim.montecarlo` runs replications into per-rule totals; :mod:`sim.executors` says where
+  (in this process or on Dask);
 - :mod:`sim.process` is the SimPy model of application, review and payment;
 - :mod:`sim.budget` holds the coverage, top-up, reallocation and CVaR budget LPs;
-- :mod:`sim.scenario` applies scenario overrides; :mod:`sim.report` draws and writes reports;
-- :mod:`sim.cli` is the ``fiscalsim`` command.
+- :mod:`sim.sensitivity` moves the scenario's numbers one at a time;
+- :mod:`sim.scenario` applies scenario overrides;
+- :mod:`sim.pipeline` runs a scenario through the stages and writes the run folder
+  (:mod:`sim.results` reads it back); :mod:`sim.report` only draws the run's tables;
+- :mod:`sim.cli` is the ``fiscalsim`` command: it parses, calls the pipeline, and prints.
 
 Money is in 萬元 throughout.
 """

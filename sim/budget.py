@@ -333,9 +333,7 @@ def coverage(data: ClaimsInput, budgets: np.ndarray | None = None, solver: str =
             constraints.append({"family": block.family, "constraint": name, "slack": slack, "shadow_price": -dual,
                                 "binding": abs(slack) <= TOL * max(1.0, abs(block.rhs[list(block.names).index(name)]))})
     return {"rules": rules, "domains": domains, "constraints": pd.DataFrame(constraints),
-            "timing": pd.DataFrame([{"lp": lp.name, "solver": sol.solver, "build_s": lp.build_seconds,
-                                     "model_s": sol.model_seconds, "solve_s": sol.solve_seconds,
-                                     "objective": sol.objective}])}
+            "timing": timing(sol)}
 
 
 # ----------------------------------------------------------------------------- top-up and reallocation
@@ -507,10 +505,15 @@ def cvar_budgets(losses: np.ndarray, domains: Sequence[str], level: float = 0.95
     overall = pd.DataFrame([{
         "level": level, "tolerance": tolerance, "replications": losses.shape[0], "total_budget": budgets.sum(),
         "p_any_shortfall": float((short > 0).any(axis=1).mean()), "empirical_cvar": cvar,
-        "variables": len(lp.variables), "solver": sol.solver, "build_s": lp.build_seconds,
-        "model_s": sol.model_seconds, "solve_s": sol.solve_seconds,
+        "variables": len(lp.variables), "solver": sol.solver,
     }])
-    return {"budgets": table, "scaling": scaling, "overall": overall}
+    return {"budgets": table, "scaling": scaling, "overall": overall, "timing": timing(sol)}
+
+
+def timing(sol: Solution) -> dict[str, float | str]:
+    """How long an LP took to build, to hand to the solver, and to solve (seconds; for manifests only)."""
+    return {"lp": sol.lp.name, "solver": sol.solver, "build_s": sol.lp.build_seconds,
+            "model_s": sol.model_seconds, "solve_s": sol.solve_seconds}
 
 
 def _cvar(values: np.ndarray, level: float) -> float:
@@ -526,8 +529,9 @@ def domain_loss_matrix(rules: pd.DataFrame, domains: Sequence[str]) -> np.ndarra
 
 
 def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance: float | None = None,
-            solver: str = "cbc") -> dict[str, pd.DataFrame]:
-    """Every budget LP for a finished Monte Carlo run (its ``rules`` table): tables by name.
+            solver: str = "cbc") -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """Every budget LP for a finished Monte Carlo run (its ``rules`` table): tables by name, and the LPs'
+    timings (kept apart: they belong in a manifest, not in result tables).
 
     ``tolerance`` defaults to 1% of the mean total district-paid claims.
     """
@@ -539,9 +543,10 @@ def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance:
         tolerance = 0.01 * float(losses.sum(axis=1).mean())
     cvar_solver = "highs" if solver == "highs" else solver
     sized = cvar_budgets(losses, policy.domain_keys, level, tolerance, data.budgets, solver=cvar_solver)
-    return {
+    tables = {
         "coverage_domains": cover["domains"], "coverage_rules": cover["rules"],
         "coverage_constraints": cover["constraints"], "top_up": minimum_top_up(data, solver),
         "reallocation": reallocation(data, solver=solver), "cvar_budgets": sized["budgets"],
-        "cvar_overall": sized["overall"], "pro_rata": sized["scaling"], "timing": cover["timing"],
+        "cvar_overall": sized["overall"], "pro_rata": sized["scaling"],
     }
+    return tables, [cover["timing"], sized["timing"]]

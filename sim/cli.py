@@ -6,7 +6,7 @@
     fiscalsim calibrate [--seed S] [--replications R]
     fiscalsim run [SCENARIO] --replications R --seed S --out DIR [--workers N | --scheduler ADDR]
     fiscalsim budget RUN_DIR [--level 0.95] [--tolerance X] [--solver cbc|highs|scipy]
-    fiscalsim report RUN_DIR [--lang zh|en]
+    fiscalsim report RUN_DIR [--lang zh|en]     (draws the tables the run wrote)
     fiscalsim compare RUN_A RUN_B ...
 
 A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
@@ -22,10 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim import budget, montecarlo, population, report, results
+from sim import executors, pipeline, population, report, results
 from sim import policy as policy_module
-from sim import process as process_module
-from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
@@ -145,99 +143,58 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"  target {row.target_value:,.4g}{band}; synthetic {expected}simulated {row.mean:,.4g} "
               f"± {row.sd:,.3g}{verdict}")
         print(f"  source: {row.source}")
-    print("\nEnterprise size and R&D by size class (萬元; shapes are assumed, see population.toml)")
-    print(population.size_quantiles(spec, seed=args.seed).round(1).to_string())
+    quantiles = population.class_quantiles(spec, seed=args.seed)
+    if len(quantiles):
+        print(f"\n{spec.summary.claimant} by {spec.summary.by} (萬元; shapes are assumed, see population.toml)")
+        print(quantiles.round(1).to_string())
     return 0
 
 
-def _client(args: argparse.Namespace):
-    """A Dask client for --workers / --scheduler, or None to run in-process."""
+def _executor(args: argparse.Namespace):
+    """In this process, or a Dask cluster for --workers / --scheduler."""
     if not args.workers and not args.scheduler:
-        return None, None
-    try:
-        from dask.distributed import Client, LocalCluster
-    except ImportError:
-        raise FiscalsimError("--workers and --scheduler need Dask: pip install 'fiscalsim[dask]'") from None
-    if args.scheduler:
-        try:
-            return Client(args.scheduler, timeout=20), None
-        except OSError as exc:
-            raise FiscalsimError(f"--scheduler {args.scheduler}: cannot connect: {exc}") from None
-    cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    return Client(cluster), cluster
+        return executors.Serial()
+    return executors.dask(args.workers, args.scheduler)
 
 
-def run_tables(result) -> dict[str, pd.DataFrame]:
-    """The tables a Monte Carlo run writes to its folder."""
-    tables = {"rules": result.rules, "firms": result.firms}
-    for level in ("rule", "article", "domain"):
-        tables[f"summary_{level}"] = result.summary(level)
-    return tables
+def _settings(args: argparse.Namespace) -> pipeline.Settings:
+    skipped = {"process": args.no_process, "budget": args.no_budget, "sensitivity": args.no_sensitivity,
+               "report": args.no_report or args.no_budget or args.no_process}
+    return pipeline.Settings(
+        replications=args.replications, seed=args.seed, n=args.n, scale=args.scale,
+        stages=tuple(stage for stage in pipeline.STAGES if not skipped.get(stage)),
+        process_replications=args.process_replications, sensitivity_replications=args.sensitivity_replications,
+        lang=args.lang)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    chosen = scenario_module.load(args.scenario) if args.scenario else scenario_module.baseline(args.model)
-    policy, spec = scenario_module.apply(chosen)
-    client, cluster = _client(args)
+    settings = _settings(args)
+    results.check_target(args.out, args.force)  # before anything is computed
+    executor = _executor(args)
     try:
-        result = montecarlo.run(policy, spec, args.replications, args.seed, n=args.n, scale=args.scale,
-                                client=client, progress=not args.no_progress)
+        run = pipeline.run(args.scenario, model=args.model, settings=settings, out=args.out, force=args.force,
+                           executor=executor, progress=not args.no_progress)
     finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-    manifest = {
-        "kind": "fiscalsim run", "scenario": chosen.name, "scenario_file": chosen.path,
-        "scenario_hash": chosen.content_hash, "model": chosen.model, "policy_hash": policy.content_hash,
-        "population_hash": spec.content_hash, "seed": args.seed, "replications": args.replications,
-        "population": result.population, "n": args.n, "scale": args.scale,
-        "workers": result.settings["workers"], "wall_seconds": round(result.wall_seconds, 3),
-        "money_unit": "萬元",
-    }
-    tables = run_tables(result)
-    files = {"policy.json": policy.raw, "population.json": spec.raw}
-    if not args.no_process:
-        model = scenario_module.apply_process(chosen, policy)
-        tables.update(process_tables(result, model, args.process_replications, not args.no_progress))
-        files["process.json"] = model.raw
-        manifest["process_replications"] = int(tables["process_events"].shape[0])
-        manifest["exhaustion"] = model.exhaustion
-    out = results.write_run(args.out, tables, manifest, force=args.force, files=files)
-    print(f"\n{chosen.name}: {args.replications} replications of {result.population:,} claimants "
-          f"(seed {args.seed}) in {result.wall_seconds:.1f} s")
-    print(domain_summary_text(result.summary("domain")))
-    if not args.no_process:
-        print(f"\nProcess ({manifest['process_replications']} replications, exhaustion rule {manifest['exhaustion']})")
-        print(runout_text(tables["process_runout_summary"]))
-    if not args.no_budget:
-        lp = budget.analyse(policy, result.rules)
-        save_budget(out, lp, 0.95, "cbc")
-        sized = lp["cvar_budgets"]
+        executor.close()
+    m = run.manifest
+    print(f"\n{m['scenario']}: {m['replications']} replications of {m['population']:,} claimants "
+          f"(seed {m['seed']}) in {sum(v for v in m['timings'].values() if isinstance(v, float)):.1f} s")
+    print(domain_summary_text(run.summary("domain")))
+    if "process_runout_summary" in run:
+        print(f"\nProcess ({m['process_replications']} replications, exhaustion rule {m['exhaustion']})")
+        print(runout_text(run["process_runout_summary"]))
+    lp = run.stage("budget")
+    if lp is not None:
         print("\nBudget LPs: shortfall of expected claims, shadow prices, CVaR(95%)-sized budgets (萬元)")
-        print(pd.DataFrame({"domain": sized["domain"],
+        print(pd.DataFrame({"domain": lp["cvar_budgets"]["domain"],
                             "shortfall": lp["coverage_domains"]["shortfall"].map("{:,.0f}".format),
                             "shadow price": lp["coverage_domains"]["shadow_price"].round(2),
-                            "CVaR budget": sized["cvar_budget"].map("{:,.0f}".format)}).to_string(index=False))
-    print(f"\nresults in {out}")
-    if not args.no_report and not args.no_budget and not args.no_process:
-        page = report.write_report(out, lang=args.lang, sensitivity_replications=args.sensitivity_replications)
-        print(f"report: {page}")
+                            "CVaR budget": lp["cvar_budgets"]["cvar_budget"].map("{:,.0f}".format)}).to_string(
+            index=False))
+    print(f"\nresults in {run.path}")
+    if (run.path / "report" / "report.html").is_file():
+        print(f"report: {run.path / 'report' / 'report.html'}")
     return 0
-
-
-def process_tables(result, model, replications: int | None, progress: bool) -> dict[str, pd.DataFrame]:
-    """Run the first replications' claims through the SimPy process and summarise them."""
-    count = result.replications if replications is None else min(replications, result.replications)
-    counts = result.spec.counts(result.settings["n"], result.settings["scale"])
-    runs = []
-    bar = montecarlo._progress(progress, count)
-    for replication in range(count):
-        claims = montecarlo.replication_claims(result.policy, result.spec, result.seed, replication, counts)
-        runs.append(process_module.simulate(claims, model, result.seed, replication))
-        bar(1)
-    bar(None)
-    return process_module.summarise(runs)
 
 
 def runout_text(summary: pd.DataFrame) -> str:
@@ -246,6 +203,7 @@ def runout_text(summary: pd.DataFrame) -> str:
         "P(runs out)": summary["p_runout"].map("{:.1%}".format),
         "median run-out": summary["runout_date_p50"].fillna("—"),
         "deferred mean 萬元": summary["deferred_mean"].map("{:,.0f}".format),
+        "unpaid at year end 萬元": summary["unpaid_mean"].map("{:,.0f}".format),
         "cut mean 萬元": summary["cut_mean"].map("{:,.0f}".format),
     })
     return shown.to_string(index=False)
@@ -265,8 +223,8 @@ def domain_summary_text(summary: pd.DataFrame) -> str:
 
 def cmd_budget(args: argparse.Namespace) -> int:
     run = results.load(args.run_dir)
-    policy = run.policy()
-    tables = budget.analyse(policy, run.rules, level=args.level, tolerance=args.tolerance, solver=args.solver)
+    tables, timings = pipeline.budget_of(run, level=args.level, tolerance=args.tolerance, solver=args.solver,
+                                         save=not args.no_save)
     money = "{:,.0f}".format
     cover = tables["coverage_domains"]
     print(f"Budget LPs for {run.path} ({run.manifest.get('scenario')}, {run.manifest.get('replications')} "
@@ -297,24 +255,16 @@ def cmd_budget(args: argparse.Namespace) -> int:
           f"P(any shortfall) {overall['p_any_shortfall']:.1%}")
     print(sized.assign(**{c: sized[c].map(money) for c in ("cvar_budget", "current_claims_budget", "mean_claims",
                                                            "p95_claims")}).round(3).to_string(index=False))
-    print(f"(CVaR LP: {int(overall['variables'])} variables, build {overall['build_s'] + overall['model_s']:.2f} s, "
-          f"solve {overall['solve_s']:.2f} s)")
+    cvar = timings[-1]
+    print(f"(CVaR LP: {int(overall['variables'])} variables, build {cvar['build_s'] + cvar['model_s']:.2f} s, "
+          f"solve {cvar['solve_s']:.2f} s)")
     if not args.no_save:
-        out = save_budget(run.path, tables, args.level, args.solver)
-        print(f"\ntables in {out}")
+        print(f"\ntables in {run.path / 'budget'}")
     return 0
 
 
-def save_budget(run_path, tables: dict[str, pd.DataFrame], level: float, solver: str):
-    overall = tables["cvar_overall"].iloc[0]
-    return results.write_run(Path(run_path) / "budget", tables,
-                             {"kind": "fiscalsim budget", "run": str(run_path), "level": level,
-                              "tolerance": float(overall["tolerance"]), "solver": solver}, force=True)
-
-
 def cmd_report(args: argparse.Namespace) -> int:
-    page = report.write_report(args.run_dir, lang=args.lang, out=args.out,
-                               sensitivity_replications=args.sensitivity_replications)
+    page = report.write_report(args.run_dir, lang=args.lang, out=args.out)
     print(f"report: {page}")
     return 0
 
@@ -342,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("policy", help="print the article catalogue of a policy model")
-    p.add_argument("--model", default=None, help="bundled model name or model folder (default binjiang-2024)")
+    p.add_argument("--model", default=None, help="bundled model name or model folder (default: the default model)")
     p.add_argument("--inputs", action="store_true", help="list the claimant attributes with units")
     p.set_defaults(func=cmd_policy)
 
@@ -375,11 +325,12 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
-    p.add_argument("--process-replications", type=int, default=100,
-                   help="replications run through the process stage (default: the first 100)")
+    p.add_argument("--process-replications", type=int, default=None,
+                   help="replications run through the process stage (default: all)")
     p.add_argument("--no-budget", action="store_true", help="skip the budget LPs")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
     p.add_argument("--lang", choices=report.LANGS, default="zh", help="report language (default zh)")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the one-at-a-time sensitivity stage")
     p.add_argument("--sensitivity-replications", type=int, default=10,
                    help="replications per point of the report's sensitivity (tornado) chart")
     p.set_defaults(func=cmd_run)
@@ -389,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.95, help="CVaR level (default 0.95)")
     p.add_argument("--tolerance", type=float, default=None,
                    help="CVaR of total shortfall allowed, 萬元 (default: 1%% of mean total claims)")
-    p.add_argument("--solver", choices=budget.SOLVERS, default="cbc")
+    p.add_argument("--solver", choices=pipeline.SOLVERS, default="cbc")
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
 
@@ -397,7 +348,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--lang", choices=report.LANGS, default="zh")
     p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
-    p.add_argument("--sensitivity-replications", type=int, default=10)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="scenarios side by side per domain and article")

@@ -1,20 +1,21 @@
 """Claims engine and Monte Carlo runner: claim distributions per rule, article and domain.
 
 Each replication draws a whole population (:mod:`sim.population`), applies every award rule
-(:mod:`sim.awards`) block by block, and keeps per-rule totals (planned award and district-paid part),
-the number of claimants per rule, and the number of claimant firms overall and per domain.  Memory
-does not grow with the population: one generation block (65,536 claimants) is held at a time.
+(:mod:`sim.fused`, the compiled twin of :mod:`sim.awards`) block by block, and keeps per-rule totals
+(planned award and district-paid part), the number of claimants per rule, and the number of claimant
+firms overall and per domain.  Memory does not grow with the population: one generation block
+(65,536 claimants) is held at a time.  For the replications the process stage will simulate, the
+claims themselves (rule, district-paid amount) are kept too, so nothing is drawn twice.
 
-Bit-identical results whatever the chunking or worker count: sums are taken per generation block (a
-partition fixed by the population, not by the user) and combined with ``math.fsum``, which is exact
-and so independent of the order in which blocks arrive.  Replications (and, for very large
-populations, groups of blocks) can run on a Dask cluster (:func:`run` with ``client=``).
+Bit-identical results whatever the chunking, executor or worker count: sums are taken per generation
+block (a partition fixed by the population, not by the user) and combined with ``math.fsum``, which is
+exact and so independent of the order in which blocks arrive.  The unit of work is a replication (or,
+for very large populations, a group of its blocks), run by an executor (:mod:`sim.executors`).
 """
 
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,12 +24,12 @@ import pandas as pd
 
 from sim import fused
 from sim import population as pop
-from sim.awards import evaluate
+from sim.executors import Serial
 from sim.firms import FirmTable
 from sim.policy import Policy
 
 QUANTILES = (0.05, 0.50, 0.95, 0.99)
-BLOCKS_PER_TASK = 16  # about a million claimants per Dask task
+CLAIMANTS_PER_TASK = 1 << 20  # blocks of one replication are grouped into tasks of about a million claimants
 
 
 @dataclass(frozen=True)
@@ -50,18 +51,15 @@ def block_totals(policy: Policy, columns, compiled: fused.CompiledRules | None =
     n = len(next(iter(columns.values()))) if not isinstance(columns, FirmTable) else columns.n
     table = columns.columns if isinstance(columns, FirmTable) else columns
     if n == 0:
-        r = len(policy.rules)
-        return BlockTotals(np.zeros(r), np.zeros(r), np.zeros(r, dtype=np.int64),
-                           np.zeros(1 + len(policy.domain_keys), dtype=np.int64))
+        return empty_totals(policy)
     (award, district), claimants, firms = fused.totals(policy, table, compiled)
     return BlockTotals(award=award, district=district, claimants=claimants, firms=firms)
 
 
-def task_totals(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
-                plan: Sequence[tuple[int, int, int]]) -> list[BlockTotals]:
-    """Draw and evaluate a list of generation blocks of one replication (the unit of distributed work)."""
-    compiled = fused.compile_rules(policy)
-    return [block_totals(policy, pop.draw_block(spec, seed, replication, *item), compiled=compiled) for item in plan]
+def empty_totals(policy: Policy) -> BlockTotals:
+    r = len(policy.rules)
+    return BlockTotals(np.zeros(r), np.zeros(r), np.zeros(r, dtype=np.int64),
+                       np.zeros(1 + len(policy.domain_keys), dtype=np.int64))
 
 
 def combine(parts: Sequence[BlockTotals]) -> BlockTotals:
@@ -74,10 +72,94 @@ def combine(parts: Sequence[BlockTotals]) -> BlockTotals:
                        np.sum([p.firms for p in parts], axis=0))
 
 
+# ----------------------------------------------------------------------------- the unit of work
+@dataclass(frozen=True)
+class ClaimsJob:
+    """Everything a worker needs to run replications: sent to each worker once."""
+
+    policy: Policy
+    spec: pop.PopulationSpec
+    seed: int
+    counts: np.ndarray
+    keep_claims: int = 0  # keep the claims of replications 0 .. keep_claims - 1 (for the process stage)
+    compiled: fused.CompiledRules = field(init=False)
+    plan: tuple = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "compiled", fused.compile_rules(self.policy))
+        object.__setattr__(self, "plan", tuple(pop.block_plan(self.counts)))
+
+    def groups(self) -> list[tuple[int, ...]]:
+        """Block indices of each task of one replication, about :data:`CLAIMANTS_PER_TASK` claimants each."""
+        groups, current, held = [], [], 0
+        for k, (_, _, m) in enumerate(self.plan):
+            current.append(k)
+            held += m
+            if held >= CLAIMANTS_PER_TASK:
+                groups.append(tuple(current))
+                current, held = [], 0
+        if current or not groups:
+            groups.append(tuple(current))
+        return groups
+
+
+@dataclass(frozen=True)
+class Claims:
+    """The claims of one replication: rule (index in the policy's rule order) and district-paid amount."""
+
+    rule: np.ndarray
+    amount: np.ndarray
+
+
+@dataclass(frozen=True)
+class TaskOutput:
+    totals: list[BlockTotals]
+    claims: Claims | None
+
+
+def claims_of_block(job: ClaimsJob, block: dict, m: int) -> Claims:
+    """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
+    gross = fused.awards_per_claimant(job.compiled, block, m)
+    rows, cols = np.nonzero(gross > 0)
+    return Claims(rows.astype(np.int64), gross[rows, cols] * job.compiled.share[rows])
+
+
+def replication_task(job: ClaimsJob, item: tuple[int, tuple[int, ...]]) -> TaskOutput:
+    """Draw and evaluate a group of generation blocks of one replication (the unit of distributed work)."""
+    replication, group = item
+    totals, claims = [], []
+    for k in group:
+        segment, block_index, m = job.plan[k]
+        block = pop.draw_block(job.spec, job.seed, replication, segment, block_index, m)
+        totals.append(block_totals(job.policy, block, compiled=job.compiled))
+        if replication < job.keep_claims:
+            claims.append(claims_of_block(job, block, m))
+    kept = None
+    if replication < job.keep_claims:
+        kept = Claims(np.concatenate([c.rule for c in claims] or [np.zeros(0, np.int64)]),
+                      np.concatenate([c.amount for c in claims] or [np.zeros(0)]))
+    return TaskOutput(totals, kept)
+
+
+def replication_totals(job: ClaimsJob, replication: int) -> BlockTotals:
+    """The totals of one whole replication."""
+    totals = replication_task(job, (replication, tuple(range(len(job.plan))))).totals
+    return combine(totals or [empty_totals(job.policy)])
+
+
+def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
+                       counts: np.ndarray) -> pd.DataFrame:
+    """Every claim of one replication: rule id and district-paid amount (萬元), the same draws as the
+    replication's totals (for notebooks and tests; the pipeline keeps them from the claims stage)."""
+    job = ClaimsJob(policy, spec, seed, counts, keep_claims=replication + 1)
+    claims = replication_task(job, (replication, tuple(range(len(job.plan))))).claims
+    return pd.DataFrame({"rule": np.asarray(policy.rule_ids, dtype=object)[claims.rule], "amount": claims.amount})
+
+
 # ----------------------------------------------------------------------------- results
 @dataclass
 class MonteCarloResult:
-    """Per-replication totals (tidy tables) and the run's settings."""
+    """Per-replication totals (tidy tables), the kept claims, and the run's settings."""
 
     policy: Policy
     spec: pop.PopulationSpec | None
@@ -86,14 +168,14 @@ class MonteCarloResult:
     population: int
     rules: pd.DataFrame  # replication x rule: award, district, claimants
     firms: pd.DataFrame  # replication x scope ("all" or a domain): claimant firms
-    wall_seconds: float = 0.0
+    claims: list[Claims] = field(default_factory=list, repr=False)  # of the first replications, for the process
     settings: dict = field(default_factory=dict)
 
     def summary(self, level: str = "domain") -> pd.DataFrame:
         return summarise(self.rules, self.policy, level)
 
 
-def _totals_frame(policy: Policy, totals: Sequence[BlockTotals], first: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def totals_frame(policy: Policy, totals: Sequence[BlockTotals], first: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
     reps = len(totals)
     rule_ids = list(policy.rule_ids)
     rules = pd.DataFrame({
@@ -124,122 +206,77 @@ def level_totals(rules: pd.DataFrame, level: str) -> pd.DataFrame:
     return out.rename(columns={key: "key"})
 
 
-def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.DataFrame:
-    """Mean, sd, standard error, P5/P50/P95/P99 of claims per rule, article or domain (萬元).
+def _stats(values: np.ndarray, prefix: str = "") -> dict[str, float]:
+    n = len(values)
+    sd = values.std(ddof=1) if n > 1 else np.nan
+    return {f"{prefix}mean": values.mean(), f"{prefix}sd": sd, f"{prefix}sem": sd / math.sqrt(n),
+            **{f"{prefix}p{int(q * 100)}": np.quantile(values, q) for q in QUANTILES}}
 
-    At the domain level, the claims budget and the probability that district-paid claims exceed it.
+
+def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.DataFrame:
+    """Mean, sd, standard error, P5/P50/P95/P99 of claims per rule, article or domain (萬元), both gross
+    (the planned award) and district-paid (``district_*``).
+
+    At the domain level, the claims budget, the probability that district-paid claims exceed it and the
+    mean shortfall (district-paid claims above the budget, 0 where within it).
     """
     totals = level_totals(rules, level)
     rows = []
     for key, group in totals.groupby("key", observed=True, sort=False):
         award = group["award"].to_numpy()
         district = group["district"].to_numpy()
-        n = len(award)
-        sd = award.std(ddof=1) if n > 1 else np.nan
-        row = {level: key, "replications": n, "mean": award.mean(), "sd": sd, "sem": sd / math.sqrt(n),
-               **{f"p{int(q * 100)}": np.quantile(award, q) for q in QUANTILES},
-               "district_mean": district.mean(),
-               "district_p95": np.quantile(district, 0.95)}
+        row = {level: key, "replications": len(award), **_stats(award), **_stats(district, "district_")}
         if level == "domain":
             budget = policy.domain(key).claims_budget.value
             row["claims_budget"] = budget
             row["p_overrun"] = float((district > budget).mean())
+            row["mean_shortfall"] = float(np.maximum(district - budget, 0.0).mean())
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
-                       counts: np.ndarray) -> pd.DataFrame:
-    """Every claim of one replication: rule, claimant row, planned award and district-paid amount (萬元).
-
-    The same draws as :func:`replication_totals` (same seed and replication), kept claim by claim for
-    the process stage.
-    """
-    shares = np.array([r.district_share.value for r in policy.rules])
-    rule_ids = np.array(policy.rule_ids, dtype=object)
-    parts, offset = [], 0
-    for item in pop.block_plan(counts):
-        block = pop.draw_block(spec, seed, replication, *item)
-        gross = evaluate(policy, FirmTable(block, item[2])).gross
-        rows, cols = np.nonzero(gross > 0)
-        parts.append(pd.DataFrame({"rule": rule_ids[rows], "claimant": cols + offset, "award": gross[rows, cols],
-                                   "amount": gross[rows, cols] * shares[rows]}))
-        offset += item[2]
-    if not parts:
-        return pd.DataFrame(columns=["rule", "claimant", "award", "amount"])
-    return pd.concat(parts, ignore_index=True)
-
-
 # ----------------------------------------------------------------------------- running
-def replication_totals(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
-                       counts: np.ndarray) -> BlockTotals:
-    plan = pop.block_plan(counts)
-    return combine(task_totals(policy, spec, seed, replication, plan))
-
-
 def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, *, n: int | None = None,
-        scale: float = 1.0, client=None, progress: bool | Callable = True) -> MonteCarloResult:
+        scale: float = 1.0, executor=None, keep_claims: int = 0, progress: bool | Callable = True,
+        label: str = "population and awards") -> MonteCarloResult:
     """Run ``replications`` independent draws of the population through every award rule.
 
-    ``client``: a ``dask.distributed.Client``; replications (and groups of blocks of large
-    populations) become tasks.  Results are bit-identical to the in-process run for the same seed.
-    ``progress``: True for a tqdm bar, False for none, or a callable taking the number done.
+    ``executor``: where the replications run (:mod:`sim.executors`; default in this process).  Results
+    are bit-identical whatever the executor for the same seed.  ``keep_claims``: keep the claims of the
+    first replications (for the process stage).  ``progress``: True for a bar, False for none, or a
+    callable taking the number of replications done.
     """
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
-    start = time.perf_counter()
+    executor = executor or Serial()
     counts = spec.counts(n, scale)
-    bar = _progress(progress, replications)
-    if client is None:
-        totals = []
-        for replication in range(replications):
-            totals.append(replication_totals(policy, spec, seed, replication, counts))
-            bar(1)
-    else:
-        totals = _run_dask(client, policy, spec, seed, replications, counts, bar)
+    job = ClaimsJob(policy, spec, seed, counts, keep_claims)
+    groups = job.groups()
+    items = [(r, group) for r in range(replications) for group in groups]
+    bar = progress_bar(progress, len(items), label)
+    outputs = executor.map(replication_task, job, items, progress=bar)
     bar(None)
-    rules, firms = _totals_frame(policy, totals)
-    return MonteCarloResult(policy, spec, seed, replications, int(counts.sum()), rules, firms,
-                            time.perf_counter() - start,
-                            {"n": n, "scale": scale, "workers": _workers(client)})
+    totals, claims = [], []
+    for r in range(replications):
+        parts = outputs[r * len(groups):(r + 1) * len(groups)]
+        totals.append(combine([t for part in parts for t in part.totals] or [empty_totals(policy)]))
+        if r < keep_claims:
+            claims.append(Claims(np.concatenate([p.claims.rule for p in parts]),
+                                 np.concatenate([p.claims.amount for p in parts])))
+    rules, firms = totals_frame(policy, totals)
+    return MonteCarloResult(policy, spec, seed, replications, int(counts.sum()), rules, firms, claims,
+                            {"n": n, "scale": scale, "workers": executor.workers})
 
 
-def _workers(client) -> int:
-    if client is None:
-        return 0
-    return len(client.scheduler_info().get("workers", {}))
-
-
-def _run_dask(client, policy, spec, seed, replications, counts, bar) -> list[BlockTotals]:
-    from dask.distributed import as_completed
-
-    plan = pop.block_plan(counts)
-    groups = [plan[i:i + BLOCKS_PER_TASK] for i in range(0, len(plan), BLOCKS_PER_TASK)]
-    policy_f, spec_f = client.scatter([policy, spec], broadcast=True)
-    futures = {}
-    for replication in range(replications):
-        for group in groups:
-            future = client.submit(task_totals, policy_f, spec_f, seed, replication, group, pure=False)
-            futures[future] = replication
-    parts: dict[int, list[BlockTotals]] = {r: [] for r in range(replications)}
-    remaining = {r: len(groups) for r in range(replications)}
-    for future in as_completed(futures):
-        replication = futures[future]
-        parts[replication].extend(future.result())
-        remaining[replication] -= 1
-        if remaining[replication] == 0:
-            bar(1)
-    return [combine(parts[r]) for r in range(replications)]
-
-
-def _progress(progress, total: int) -> Callable:
+def progress_bar(progress, total: int, label: str) -> Callable:
+    """A progress callback: a tqdm bar named after the stage, none, or the caller's own callable."""
     if callable(progress):
         return lambda step: progress(step) if step is not None else None
     if not progress:
         return lambda step: None
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=total, unit="rep", desc="replications", dynamic_ncols=True)
+    bar = tqdm(total=total, unit="task", desc=label, dynamic_ncols=True)
 
     def update(step):
         if step is None:

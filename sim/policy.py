@@ -1,11 +1,11 @@
 """Load and validate a policy model folder into typed, immutable objects.
 
-A model folder (``models/binjiang-2024/``) holds ``policy.toml``: the articles, the domains and their
+A model folder (``models/<jurisdiction-year>/``) holds ``policy.toml``: the articles, the domains and their
 budgets, the claimant attributes the rules read, and the award rules.  :func:`load` reads it and checks
 every field; every problem found is reported together in one :class:`~sim.errors.PolicyError` whose
 lines each name the file, the article, the rule and the field, e.g.::
 
-    models/x/policy.toml: article 13, rule a13-rd-increase-sme: cap must be >= 0, got -5
+    models/x/policy.toml: article 1, rule t01-rd-increase: cap must be >= 0, got -5
 
 Numbers are :class:`Param` objects that remember whether the text printed them, derived them, or left
 them open (``assumed = true`` with the reason).
@@ -24,6 +24,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim import kinds
 from sim.errors import PolicyError
 from sim.validation import (
     FrozenMap,
@@ -38,34 +39,27 @@ from sim.validation import (
     read_toml,
 )
 
-DEFAULT_MODEL = "binjiang-2024"
+MODELS_FILE = "models.toml"  # in the models folder: which bundled model is the default
 
-KINDS = ("rate", "external_share", "fixed", "tiered", "per_unit")
 RECURRENCES = ("one-off", "annual")
 ATTRIBUTE_TYPES = ("float", "int", "bool")
 CONDITION_OPS = ("equals", "at_least", "below")
 
-# Which optional rule fields each kind takes ("base" and the common fields are always taken).
-_KIND_FIELDS: dict[str, dict[str, bool]] = {
-    # field -> required?
-    "rate": {"rate": True, "cap": False, "threshold": False, "tiers": False, "tier_base": False},
-    "external_share": {"rate": True, "cap": False},
-    "fixed": {"amount": True},
-    "tiered": {"tiers": True},
-    "per_unit": {"amount": True, "cap": False},
-}
+# Fields every rule takes, whatever its kind; a kind adds its numbers, tiers and tier base (sim.kinds).
 _RULE_COMMON = {
     "id", "article", "name_en", "kind", "claimant", "domain", "subline", "recurrence", "base",
     "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note",
 }
-_ALL_RULE_FIELDS = _RULE_COMMON | {f for fields in _KIND_FIELDS.values() for f in fields}
+_KIND_KEYS = set(kinds.all_numbers()) | {"tiers", "tier_base"}
 
 
 # ----------------------------------------------------------------------------- value objects
 @dataclass(frozen=True)
 class Tier:
+    """One tier: from ``at`` on, ``value`` (an amount or a rate, as the rule's kind says)."""
+
     at: float
-    amount: Param
+    value: Param
 
 
 @dataclass(frozen=True)
@@ -92,10 +86,7 @@ class Rule:
     recurrence: str
     base: str
     quote: str
-    rate: Param | None = None
-    cap: Param | None = None
-    threshold: Param | None = None
-    amount: Param | None = None
+    numbers: Mapping[str, Param] = field(default_factory=FrozenMap)  # the kind's numbers (rate, cap, ...)
     tier_base: str | None = None
     tiers: tuple[Tier, ...] = ()
     eligibility: tuple[Condition, ...] = ()
@@ -106,15 +97,16 @@ class Rule:
     judgement: str = ""
     note: str = ""
 
+    def number(self, name: str) -> Param | None:
+        """One of the kind's numbers (``rate``, ``cap``, ``threshold``, ``amount``, ...), None if absent."""
+        return self.numbers.get(name)
+
     def params(self) -> dict[str, Param]:
         """Every number of the rule by field name (tiers as ``tiers[i]``)."""
-        out = {
-            name: getattr(self, name)
-            for name in ("rate", "cap", "threshold", "amount", "district_share", "intensity")
-            if getattr(self, name) is not None
-        }
+        out = dict(self.numbers)
+        out.update(district_share=self.district_share, intensity=self.intensity)
         for i, tier in enumerate(self.tiers):
-            out[f"tiers[{i}]"] = tier.amount
+            out[f"tiers[{i}]"] = tier.value
         return out
 
     def attributes(self) -> tuple[str, ...]:
@@ -265,14 +257,14 @@ class Policy:
 
 # ----------------------------------------------------------------------------- model location
 def models_root() -> Path:
-    """The folder holding the bundled models.
+    """The folder holding the bundled models (and ``models.toml``, which names the default).
 
     In an installed wheel the models travel inside the package (``sim/models``); in a source checkout
     (also an editable install) they are the repository's top-level ``models/`` folder.
     """
     here = Path(__file__).resolve().parent
     for candidate in (here / "models", here.parent / "models"):
-        if (candidate / DEFAULT_MODEL / "policy.toml").is_file():
+        if (candidate / MODELS_FILE).is_file():
             return candidate
     raise PolicyError(
         f"the bundled models are missing: looked in {here / 'models'} and {here.parent / 'models'}; "
@@ -280,10 +272,19 @@ def models_root() -> Path:
     )
 
 
+def default_model() -> str:
+    """The name of the bundled model used when none is named (``default`` in ``models/models.toml``)."""
+    data, shown = read_toml(models_root() / MODELS_FILE, PolicyError, "missing")
+    name = data.get("default")
+    if not isinstance(name, str) or not (models_root() / name / "policy.toml").is_file():
+        raise PolicyError(f"{shown}: default must name a bundled model folder, got {name!r}")
+    return name
+
+
 def resolve_model(model: str | Path | None = None) -> Path:
     """A model folder from a bundled model's name, a folder path, or a ``policy.toml`` path."""
     if model is None:
-        model = DEFAULT_MODEL
+        model = default_model()
     path = Path(model)
     if path.name == "policy.toml":
         path = path.parent
@@ -301,7 +302,7 @@ def resolve_model(model: str | Path | None = None) -> Path:
 
 
 def load(model: str | Path | None = None) -> Policy:
-    """Load and validate a model folder (or a bundled model by name; the default is Binjiang 2024)."""
+    """Load and validate a model folder (or a bundled model by name; default: see :func:`default_model`)."""
     folder = resolve_model(model)
     data, shown = read_toml(folder / "policy.toml", PolicyError, "no policy.toml in the model folder")
     source_text = ""
@@ -313,6 +314,7 @@ def load(model: str | Path | None = None) -> Policy:
 
 _TOP_KEYS = {"model", "reading", "claimants", "domains", "budget_total", "targets", "articles",
              "attributes", "rules"}
+_OPTIONAL_KEYS = {"targets"}
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -320,11 +322,11 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     """Validate the parsed contents of a ``policy.toml`` into a :class:`Policy`."""
     problems = Problems(origin)
     top = Table(dict(data), "", problems, allowed=_TOP_KEYS)
-    for key in sorted(_TOP_KEYS - set(top.data)):
+    for key in sorted(_TOP_KEYS - _OPTIONAL_KEYS - set(top.data)):
         problems.add("", f"missing section [{key}]")
 
     meta = Table(top.data.get("model", {}), "[model]", problems, allowed={
-        "id", "title_zh", "title_en", "issuer", "issued", "year", "money_unit", "source",
+        "id", "title_zh", "title_en", "short_zh", "short_en", "issuer", "issued", "year", "money_unit", "source",
         "validity_quote"})
     for key in ("id", "title_zh", "money_unit"):
         meta.str(key)
@@ -520,121 +522,158 @@ def _check_attribute(problems: Problems, where: str, attributes: Mapping[str, At
         problems.add(where, f"{role} {name!r} must be of type {' or '.join(types)}, is {a.type}")
 
 
+@dataclass
+class _RuleContext:
+    """What every rule is checked against: the model's articles, domains, attributes and text."""
+
+    articles: set[int]
+    domains: Mapping[str, Domain]
+    attributes: Mapping[str, Attribute]
+    claimants: Mapping[str, str]
+    source_text: str
+    problems: Problems
+    seen: set[str] = field(default_factory=set)
+
+
+def _rule_where(value: Any, i: int) -> str:
+    rule_id = value.get("id") if isinstance(value, dict) else None
+    article_no = value.get("article") if isinstance(value, dict) else None
+    return (f"article {article_no}, " if isinstance(article_no, int) else "") + (
+        f"rule {rule_id}" if isinstance(rule_id, str) else f"rules entry {i + 1}")
+
+
+def _rule_identity(t: Table, ctx: _RuleContext) -> dict[str, Any]:
+    """id, article, kind, claimant, domain, sub-line and recurrence, each checked against the model."""
+    where, problems = t.where, ctx.problems
+    rule_id = t.str("id")
+    if rule_id:
+        if not _RULE_ID.match(rule_id):
+            problems.add(where, "id must be lower-case letters, digits and '-'")
+        if rule_id in ctx.seen:
+            problems.add(where, "duplicate rule id; every rule needs its own stable id")
+        ctx.seen.add(rule_id)
+    article = t.int("article")
+    if article is not None and article not in ctx.articles:
+        problems.add(where, f"article {article} is not among the model's articles")
+    kind = t.str("kind")
+    if kind and kind not in kinds.KINDS:
+        problems.add(where, f"kind must be one of {', '.join(kinds.KINDS)}, got {kind!r}")
+    claimant = t.str("claimant")
+    if claimant and claimant not in ctx.claimants:
+        problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(ctx.claimants)})")
+    domain = t.str("domain")
+    if domain and domain not in ctx.domains:
+        problems.add(where, f"unknown domain {domain!r} (known: {', '.join(ctx.domains)})")
+    subline = t.str("subline", required=False) or None
+    if subline and domain in ctx.domains:
+        ids = [s.id for s in ctx.domains[domain].sublines]
+        if subline not in ids:
+            problems.add(where, f"unknown subline {subline!r} of domain {domain} (known: {', '.join(ids) or 'none'})")
+    recurrence = t.str("recurrence")
+    if recurrence and recurrence not in RECURRENCES:
+        problems.add(where, f"recurrence must be one of {', '.join(RECURRENCES)}, got {recurrence!r}")
+    return {"id": rule_id, "article": article or 0, "kind": kind, "claimant": claimant, "domain": domain,
+            "subline": subline, "recurrence": recurrence}
+
+
+def _rule_fields_fit_kind(t: Table, kind: kinds.Kind | None) -> None:
+    """A kind's required numbers are present; no number, tier or tier base the kind does not take."""
+    if kind is None:
+        return
+    for declared in kind.numbers:
+        if declared.required and declared.name not in t.data:
+            t.problems.add(t.where, f"a {kind.name} rule needs {declared.name}")
+    if kind.tiers == "required" and "tiers" not in t.data:
+        t.problems.add(t.where, f"a {kind.name} rule needs tiers")
+    own = {n.name for n in kind.numbers} | ({"tiers"} if kind.tiers != "none" else set()) | (
+        {"tier_base"} if kind.tier_base else set())
+    for name in t.data:
+        if name in _KIND_KEYS and name not in own:
+            t.problems.add(t.where, f"{name} does not apply to a {kind.name} rule")
+
+
+def _rule_numbers(t: Table, kind: kinds.Kind | None) -> dict[str, Param]:
+    out = {}
+    for declared in (kind.numbers if kind else ()):
+        value = t.param(declared.name, required=False)
+        check_range(t.problems, t.where, declared.name, value, declared.low, declared.high)
+        if value is not None:
+            out[declared.name] = value
+    return out
+
+
+def _rule_tiers(t: Table, kind: kinds.Kind | None) -> tuple[Tier, ...]:
+    if kind is None or kind.tiers == "none":
+        return ()
+    tiers = []
+    for j, raw_tier in enumerate(t.list("tiers")):
+        tt = Table(raw_tier, f"{t.where}, tier {j + 1}", t.problems, allowed={"at", kind.tier_value})
+        at = tt.number("at")
+        value = tt.param(kind.tier_value)
+        check_range(t.problems, tt.where, kind.tier_value, value, 0.0, kind.tier_value_high)
+        if at is not None and value is not None:
+            tiers.append(Tier(at, value))
+    if "tiers" in t.data and not t.data.get("tiers") and kind.tiers == "required":
+        t.problems.add(t.where, f"a {kind.name} rule needs at least one tier")
+    for lower, upper in zip(tiers, tiers[1:]):
+        if upper.at <= lower.at:
+            t.problems.add(t.where, "tiers must be listed with `at` strictly increasing")
+        if kind.tier_values_rise and upper.value.value < lower.value.value:
+            t.problems.add(t.where, f"tier {kind.tier_value}s must not fall as `at` rises")
+    return tuple(tiers)
+
+
+def _rule_conditions(t: Table, ctx: _RuleContext, claimant: str) -> tuple[Condition, ...]:
+    conditions = []
+    for j, raw_condition in enumerate(t.list("eligibility")):
+        ct = Table(raw_condition, f"{t.where}, eligibility {j + 1}", ctx.problems,
+                   allowed={"attribute", *CONDITION_OPS})
+        name = ct.str("attribute")
+        _check_attribute(ctx.problems, t.where, ctx.attributes, claimant, name, "eligibility")
+        ops = [op for op in CONDITION_OPS if op in ct.data]
+        if len(ops) != 1:
+            ctx.problems.add(ct.where, f"give exactly one of {', '.join(CONDITION_OPS)}")
+            continue
+        value = ct.number(ops[0])
+        if value is not None and name:
+            conditions.append(Condition(name, ops[0], value))
+    return tuple(conditions)
+
+
+def _rule(value: Any, i: int, ctx: _RuleContext) -> Rule:
+    t = Table(value, _rule_where(value, i), ctx.problems, allowed=_RULE_COMMON | _KIND_KEYS)
+    identity = _rule_identity(t, ctx)
+    kind = kinds.KINDS.get(identity["kind"])
+    _rule_fields_fit_kind(t, kind)
+    base = t.str("base")
+    _check_attribute(ctx.problems, t.where, ctx.attributes, identity["claimant"], base, "base",
+                     kind.base_types if kind else ATTRIBUTE_TYPES)
+    tier_base = t.str("tier_base", required=False) or None
+    _check_attribute(ctx.problems, t.where, ctx.attributes, identity["claimant"], tier_base, "tier_base",
+                     ("float", "int"))
+    tiers = _rule_tiers(t, kind)
+    if kind is not None and kind.tier_base and bool(tiers) != bool(tier_base):
+        ctx.problems.add(t.where, f"tiers and tier_base go together on a {kind.name} rule")
+    common = {}
+    for name, high in (("district_share", 1.0), ("intensity", 1.0), ("priority", None)):
+        common[name] = t.param(name, required=False) or Param(1.0)
+        check_range(ctx.problems, t.where, name, common[name], 0.0, high)
+    quote = t.str("quote")
+    if quote and ctx.source_text and quote not in ctx.source_text:
+        ctx.problems.add(t.where, "quote is not found verbatim in the model's source text; copy it exactly")
+    return Rule(
+        **identity, name_en=t.str("name_en"), base=base, quote=quote, numbers=FrozenMap(_rule_numbers(t, kind)),
+        tier_base=tier_base, tiers=tiers, eligibility=_rule_conditions(t, ctx, identity["claimant"]), **common,
+        judgement=t.str("judgement", required=False), note=t.str("note", required=False),
+    )
+
+
 def _rules(raw: list, articles: list[Article], domains: list[Domain],
            attributes: Mapping[str, Attribute], claimants: Mapping[str, str], source_text: str,
            problems: Problems) -> list[Rule]:
-    out = []
-    seen: set[str] = set()
-    article_numbers = {a.number for a in articles}
-    domain_by_key = {d.key: d for d in domains}
-    for i, value in enumerate(raw):
-        rule_id = value.get("id") if isinstance(value, dict) else None
-        article_no = value.get("article") if isinstance(value, dict) else None
-        where = (f"article {article_no}, " if isinstance(article_no, int) else "") + (
-            f"rule {rule_id}" if isinstance(rule_id, str) else f"rules entry {i + 1}")
-        t = Table(value, where, problems, allowed=_ALL_RULE_FIELDS)
-        rule_id = t.str("id")
-        if rule_id:
-            if not _RULE_ID.match(rule_id):
-                problems.add(where, "id must be lower-case letters, digits and '-'")
-            if rule_id in seen:
-                problems.add(where, "duplicate rule id; every rule needs its own stable id")
-            seen.add(rule_id)
-        article = t.int("article")
-        if article is not None and article not in article_numbers:
-            problems.add(where, f"article {article} is not among the model's articles")
-        kind = t.str("kind")
-        if kind and kind not in KINDS:
-            problems.add(where, f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-        fields = _KIND_FIELDS.get(kind, {})
-        for name, required in fields.items():
-            if required and name not in t.data:
-                problems.add(where, f"a {kind} rule needs {name}")
-        for name in t.data:
-            if name in _ALL_RULE_FIELDS and name not in _RULE_COMMON and name not in fields and kind in KINDS:
-                problems.add(where, f"{name} does not apply to a {kind} rule")
-        claimant = t.str("claimant")
-        if claimant and claimant not in claimants:
-            problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(claimants)})")
-        domain = t.str("domain")
-        if domain and domain not in domain_by_key:
-            problems.add(where, f"unknown domain {domain!r} (known: {', '.join(domain_by_key)})")
-        subline = t.str("subline", required=False) or None
-        if subline and domain in domain_by_key:
-            ids = [s.id for s in domain_by_key[domain].sublines]
-            if subline not in ids:
-                problems.add(where, f"unknown subline {subline!r} of domain {domain} "
-                             f"(known: {', '.join(ids) or 'none'})")
-        recurrence = t.str("recurrence")
-        if recurrence and recurrence not in RECURRENCES:
-            problems.add(where, f"recurrence must be one of {', '.join(RECURRENCES)}, got {recurrence!r}")
-
-        base = t.str("base")
-        base_types = {"fixed": ("bool",), "per_unit": ("int",), "tiered": ("int", "float")}.get(
-            kind, ("float", "int"))
-        _check_attribute(problems, where, attributes, claimant, base, "base", base_types)
-        tier_base = t.str("tier_base", required=False) or None
-        _check_attribute(problems, where, attributes, claimant, tier_base, "tier_base", ("float", "int"))
-
-        rate = t.param("rate", required=False)
-        check_range(problems, where, "rate", rate, 0.0, 1.0)
-        cap = t.param("cap", required=False)
-        check_range(problems, where, "cap", cap, 0.0)
-        threshold = t.param("threshold", required=False)
-        check_range(problems, where, "threshold", threshold, 0.0)
-        amount = t.param("amount", required=False)
-        check_range(problems, where, "amount", amount, 0.0)
-        share = t.param("district_share", required=False) or Param(1.0)
-        check_range(problems, where, "district_share", share, 0.0, 1.0)
-        intensity = t.param("intensity", required=False) or Param(1.0)
-        check_range(problems, where, "intensity", intensity, 0.0, 1.0)
-        priority = t.param("priority", required=False) or Param(1.0)
-        check_range(problems, where, "priority", priority, 0.0)
-
-        tiers = []
-        for j, raw_tier in enumerate(t.list("tiers")):
-            tt = Table(raw_tier, f"{where}, tier {j + 1}", problems, allowed={"at", "amount"})
-            at = tt.number("at")
-            tier_amount = tt.param("amount")
-            check_range(problems, tt.where, "amount", tier_amount, 0.0)
-            if at is not None and tier_amount is not None:
-                tiers.append(Tier(at, tier_amount))
-        if "tiers" in t.data and not t.data.get("tiers") and kind == "tiered":
-            problems.add(where, "a tiered rule needs at least one tier")
-        for lower, upper in zip(tiers, tiers[1:]):
-            if upper.at <= lower.at:
-                problems.add(where, "tiers must be listed with `at` strictly increasing")
-            if upper.amount.value < lower.amount.value:
-                problems.add(where, "tier amounts must not fall as `at` rises")
-        if kind == "rate" and bool(tiers) != bool(tier_base):
-            problems.add(where, "tiers and tier_base go together on a rate rule")
-
-        conditions = []
-        for j, raw_condition in enumerate(t.list("eligibility")):
-            ct = Table(raw_condition, f"{where}, eligibility {j + 1}", problems,
-                        allowed={"attribute", *CONDITION_OPS})
-            name = ct.str("attribute")
-            _check_attribute(problems, where, attributes, claimant, name, "eligibility")
-            ops = [op for op in CONDITION_OPS if op in ct.data]
-            if len(ops) != 1:
-                problems.add(ct.where, f"give exactly one of {', '.join(CONDITION_OPS)}")
-                continue
-            number = ct.number(ops[0])
-            if number is not None and name:
-                conditions.append(Condition(name, ops[0], number))
-
-        quote = t.str("quote")
-        if quote and source_text and quote not in source_text:
-            problems.add(where, "quote is not found verbatim in the model's source text; copy it exactly")
-
-        out.append(Rule(
-            id=rule_id, article=article or 0, name_en=t.str("name_en"), kind=kind,
-            claimant=claimant, domain=domain, recurrence=recurrence, base=base, quote=quote,
-            rate=rate, cap=cap, threshold=threshold, amount=amount, tier_base=tier_base,
-            tiers=tuple(tiers), eligibility=tuple(conditions), district_share=share,
-            intensity=intensity, priority=priority, subline=subline, judgement=t.str("judgement", required=False),
-            note=t.str("note", required=False),
-        ))
+    ctx = _RuleContext({a.number for a in articles}, {d.key: d for d in domains}, attributes, claimants,
+                       source_text, problems)
+    out = [_rule(value, i, ctx) for i, value in enumerate(raw)]
     if not out:
         problems.add("[[rules]]", "the model has no rules")
     return out
@@ -702,17 +741,17 @@ def format_param(param: Param | None, percent: bool = False) -> str:
 
 
 def _rule_cells(rule: Rule) -> dict[str, str]:
-    tiers = "; ".join(f">={t.at:g}: {format_param(t.amount)}" for t in rule.tiers)
+    kind = kinds.KINDS[rule.kind]
+    numbers = ", ".join(f"{n.name} {format_param(rule.number(n.name), percent=not n.money)}"
+                        for n in kind.numbers if rule.number(n.name) is not None)
+    tiers = "; ".join(f">={t.at:g}: {format_param(t.value, percent=kind.tier_value_high == 1.0)}" for t in rule.tiers)
     if rule.tier_base:
         tiers = f"{rule.tier_base} {tiers}"
     return {
         "rule": rule.id,
         "kind": rule.kind,
         "base": rule.base,
-        "rate": format_param(rule.rate, percent=True),
-        "threshold": format_param(rule.threshold),
-        "cap": format_param(rule.cap),
-        "amount": format_param(rule.amount),
+        "numbers": numbers,
         "tiers": tiers,
         "district": "" if rule.district_share.value == 1 and not rule.district_share.assumed
         else format_param(rule.district_share, percent=True),

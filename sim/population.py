@@ -1,15 +1,21 @@
 """Monte Carlo claimant population: a calibrated, correlated, reproducible synthetic register.
 
-The specification (``models/<model>/population.toml``) describes claimants as segments: enterprises
-by sector and size class, plus banks, incubators, maker spaces, research teams, exhibitions, cultural
-venues and families.  :func:`generate` streams the population in columnar chunks.
+The specification (``models/<model>/population.toml``) describes claimants as segments (enterprises by
+sector and size class, banks, incubators, families, ...).  Each claimant kind may have a *programme*
+(``[claimants.<kind>]``): its dimensions (the classes a segment names, e.g. sector and size), an
+optional Gaussian copula over latent factors, and a list of attribute steps drawn in order; a segment
+may add steps of its own.  A step is one of a small set of kinds (:data:`STEP_KINDS`): lognormal,
+normal, bernoulli, factor_event, event, amount, count, categorical, product, increase, at_most.  A
+number may be given per class (``{ small = 200, medium = 5000 }``).  Nothing about a particular
+jurisdiction is written here: the attribute names come from the model.
 
-Reproducibility: each segment is cut into blocks of :data:`BLOCK` claimants, and each block draws from
-its own ``numpy.random.SeedSequence(seed, spawn_key=(replication, segment-hash, block))``, every
-variable taking a fixed number of draws in a fixed order.  So the same seed gives bit-identical
-claimants whatever the chunk size; replications are independent streams; and a scenario that changes a
-parameter (a probability, a median) but not the structure sees the same underlying random numbers
-(common random numbers).
+:func:`generate` streams the population in columnar chunks.  Reproducibility: each segment is cut
+into blocks of :data:`BLOCK` claimants, and each block draws from its own
+``numpy.random.SeedSequence(seed, spawn_key=(replication, segment-hash, block))``, every step taking a
+fixed number of draws in a fixed order.  So the same seed gives bit-identical claimants whatever the
+chunk size; replications are independent streams; and a scenario that changes a parameter (a
+probability, a median) but not the structure sees the same underlying random numbers (common random
+numbers).
 
 :func:`load_register` reads a real firm register (CSV or Parquet) instead.
 """
@@ -35,13 +41,48 @@ from sim.validation import FrozenMap, Problems, Table, canonical_json, check_pro
 
 BLOCK = 1 << 16
 DEFAULT_CHUNK = 1 << 16
-GENERATOR_KINDS = ("event", "amount", "count", "categorical")
-CORE_COLUMNS = ("revenue", "rd_spending", "rd_increase", "tech_sme_scale", "manufacturing",
-                "export_credit_premium")
-COPULA_FACTORS = ("size", "rd_intensity", "rd_growth", "export", "recognition")
+STEP_KINDS = ("lognormal", "normal", "bernoulli", "factor_event", "event", "amount", "count", "categorical",
+              "product", "increase", "at_most")
+EXTRA_TYPES = ("float", "int", "bool")
+
+# The numbers each step kind takes: name -> (required, low, high, may be per class, may be partial)
+_NUMBERS: dict[str, dict[str, tuple[bool, float | None, float | None, bool]]] = {
+    "lognormal": {"median": (True, 0.0, None, True), "sigma": (True, 0.0, None, True),
+                  "multiplier": (False, 0.0, None, True), "tail_from": (False, 0.0, 1.0, True),
+                  "tail_alpha": (False, 0.0, None, True)},
+    "normal": {"mean": (True, None, None, True), "sd": (True, 0.0, None, True)},
+    "bernoulli": {"probability": (True, 0.0, 1.0, True)},
+    "factor_event": {"probability": (True, 0.0, 1.0, True)},
+    "event": {"probability": (True, 0.0, 1.0, True)},
+    "amount": {"probability": (True, 0.0, 1.0, True), "median": (True, 0.0, None, True),
+               "sigma": (True, 0.0, None, True)},
+    "count": {"mean": (True, 0.0, None, True)},
+    "categorical": {},
+    "product": {},
+    "increase": {},
+    "at_most": {"limit": (True, None, None, False)},
+}
+_PARTIAL = {"tail_from", "tail_alpha"}  # per-class numbers that may name only some classes (the rest: none)
+_STEP_KEYS = {"kind", "factor", "loading", "only", "only_if", "of", "when", "log_growth", "values", "probabilities",
+              "internal", "source", "assumed", "why"} | {k for numbers in _NUMBERS.values() for k in numbers}
+_FACTOR_KINDS = {"lognormal", "normal", "factor_event"}  # steps that may read a copula factor directly
+_LOADING_KINDS = {"event", "amount", "count"}  # steps that may load on the event factor
 
 
 # ----------------------------------------------------------------------------- spec objects
+@dataclass(frozen=True)
+class Level:
+    """A number that is either one value or one value per class of a dimension (``by``)."""
+
+    by: str | None
+    values: Any  # float, or a FrozenMap class -> float
+
+    def at(self, segment: Segment, default: float | None = None) -> float | None:
+        if self.by is None:
+            return self.values
+        return self.values.get(segment.classes.get(self.by), default)
+
+
 @dataclass(frozen=True)
 class Lognormal:
     median: float
@@ -76,39 +117,49 @@ class Lognormal:
 
 
 @dataclass(frozen=True)
-class SizeClass:
-    name: str
-    revenue: Lognormal
-    rd_performer: float
-    rd_intensity: Lognormal
-    insured_exporter: float
-
-
-@dataclass(frozen=True)
-class Sector:
-    name: str
-    manufacturing_share: float
-    rd_multiplier: float
-
-
-@dataclass(frozen=True)
-class AttributeGenerator:
-    """How one attribute is drawn: an event, an amount, a Poisson count or a categorical value."""
+class Step:
+    """How one attribute is drawn (see :data:`STEP_KINDS`)."""
 
     attribute: str
     kind: str
-    probability: Mapping[str, float] | float = 0.0  # by size class for enterprises
-    mean: Mapping[str, float] | float = 0.0
-    median: float = 0.0
-    sigma: float = 0.0
+    numbers: Mapping[str, Level] = field(default_factory=FrozenMap)
+    factor: str | None = None  # a copula factor the step reads (lognormal, normal, factor_event, or loading)
     loading: float = 0.0
-    sectors: tuple[str, ...] | None = None
-    manufacturing: bool = False
+    only: Mapping[str, tuple[str, ...]] = field(default_factory=FrozenMap)  # dimension -> classes reached
+    only_if: str | None = None  # a flag drawn earlier: the event happens only where it is set
+    of: tuple[str, ...] = ()
+    when: str | None = None
+    log_growth: str | None = None
     values: tuple[float, ...] = ()
     probabilities: tuple[float, ...] = ()
+    internal: bool = False
 
-    def level(self, which: Mapping[str, float] | float, size: str | None) -> float:
-        return float(which[size]) if isinstance(which, Mapping) else float(which)
+    def number(self, name: str, segment: Segment, default: float | None = None) -> float | None:
+        level = self.numbers.get(name)
+        return default if level is None else level.at(segment, default)
+
+    def reaches(self, segment: Segment) -> bool:
+        return all(segment.classes.get(dim) in classes for dim, classes in self.only.items())
+
+    def lognormal(self, segment: Segment, median: str = "median", sigma: str = "sigma") -> Lognormal:
+        scale = self.number(median, segment) * self.number("multiplier", segment, 1.0) \
+            if "multiplier" in self.numbers else self.number(median, segment)
+        return Lognormal(scale, self.number(sigma, segment), self.number("tail_from", segment),
+                         self.number("tail_alpha", segment))
+
+
+@dataclass(frozen=True)
+class Programme:
+    """How every segment of one claimant kind is drawn: dimensions, copula, attribute steps."""
+
+    claimant: str
+    dimensions: Mapping[str, tuple[str, ...]]
+    labels: Mapping[str, str]
+    factors: tuple[str, ...]
+    correlation: np.ndarray = field(repr=False)
+    cholesky: np.ndarray = field(repr=False)
+    event_factor: str | None
+    steps: tuple[Step, ...]
 
 
 @dataclass(frozen=True)
@@ -116,14 +167,21 @@ class Segment:
     id: str
     claimant: str
     count: int
-    sector: str | None = None
-    size: str | None = None
-    generators: tuple[AttributeGenerator, ...] = ()
+    classes: Mapping[str, str] = field(default_factory=FrozenMap)  # dimension -> class
+    steps: tuple[Step, ...] = ()  # the segment's own steps, after its programme's
 
     @property
     def key(self) -> int:
         """A stable stream key: the same segment id always draws from the same streams."""
         return zlib.crc32(self.id.encode())
+
+
+@dataclass(frozen=True)
+class ExtraAttribute:
+    name: str
+    type: str
+    unit: str
+    description: str
 
 
 @dataclass(frozen=True)
@@ -140,23 +198,28 @@ class CalibrationTarget:
 
 
 @dataclass(frozen=True)
+class ClassSummary:
+    """What `fiscalsim calibrate` tabulates by class: quantiles of one attribute, totals of another."""
+
+    claimant: str
+    by: str
+    quantiles_of: str
+    totals_of: str
+
+
+_NO_PROGRAMME = Programme("", FrozenMap(), FrozenMap(), (), np.zeros((0, 0)), np.zeros((0, 0)), None, ())
+
+
+@dataclass(frozen=True)
 class PopulationSpec:
     path: str
     policy: Policy
-    factors: tuple[str, ...]
-    correlation: np.ndarray = field(repr=False)
-    cholesky: np.ndarray = field(repr=False)
-    sizes: Mapping[str, SizeClass]
-    sectors: Mapping[str, Sector]
-    rd_growth_mean: float
-    rd_growth_sd: float
-    premium_ratio: Lognormal
-    tech_sme_revenue_limit: float
+    programmes: Mapping[str, Programme]
     segments: tuple[Segment, ...]
-    enterprise_generators: tuple[AttributeGenerator, ...]
-    extra_attributes: Mapping[str, str]
+    extra_attributes: Mapping[str, ExtraAttribute]
     calibration: tuple[CalibrationTarget, ...]
     shocks: Mapping[str, float] = field(default_factory=dict)  # attribute -> multiplicative factor
+    summary: ClassSummary | None = None
     raw: str = field(default="{}", repr=False)  # the validated data as canonical JSON
 
     @property
@@ -171,7 +234,6 @@ class PopulationSpec:
     def columns(self) -> tuple[str, ...]:
         """The columns of every generated chunk: the policy's inputs, the extras, the segment index."""
         names = [a.name for a in self.policy.input_attributes()]
-        names += [c for c in CORE_COLUMNS if c not in names]
         names += [c for c in self.extra_attributes if c not in names]
         return (*names, "segment")
 
@@ -179,36 +241,57 @@ class PopulationSpec:
     def total(self) -> int:
         return sum(s.count for s in self.segments)
 
-    def segment_table(self) -> pd.DataFrame:
-        return pd.DataFrame([{"segment": i, "id": s.id, "claimant": s.claimant, "sector": s.sector,
-                              "size": s.size, "count": s.count} for i, s in enumerate(self.segments)])
+    def programme(self, claimant: str) -> Programme:
+        return self.programmes.get(claimant, _NO_PROGRAMME)
 
-    def generators_of(self, segment: Segment) -> tuple[AttributeGenerator, ...]:
-        return self.enterprise_generators if segment.claimant == "enterprise" else segment.generators
+    def steps_of(self, segment: Segment) -> tuple[Step, ...]:
+        return self.programme(segment.claimant).steps + segment.steps
+
+    def step(self, segment: Segment, attribute: str) -> Step | None:
+        return next((s for s in self.steps_of(segment) if s.attribute == attribute), None)
+
+    def segment_table(self) -> pd.DataFrame:
+        return pd.DataFrame([{"segment": i, "id": s.id, "claimant": s.claimant, **s.classes, "count": s.count}
+                             for i, s in enumerate(self.segments)])
+
+    def share_set(self, segment: Segment, attribute: str) -> float | None:
+        """Probability that a claimant of the segment has the flag set (or a positive amount), in closed
+        form from the spec (the copula leaves marginals exact); None where there is no closed form."""
+        step = self.step(segment, attribute)
+        if step is None:
+            return 0.0
+        if step.kind in ("bernoulli", "factor_event", "event", "amount"):
+            p = step.number("probability", segment) if step.reaches(segment) else 0.0
+            if step.only_if is not None:
+                condition = self.share_set(segment, step.only_if)
+                return None if condition is None else p * condition
+            return p
+        if step.kind == "product" and step.when is not None:
+            return self.share_set(segment, step.when)
+        return None
 
     def expected(self, attribute: str, counts: np.ndarray | None = None) -> float:
-        """Expected number of claimants with the flag set (event, amount, insured exporters) or the
-        expected total (count), in closed form from the spec: the copula leaves marginals exact."""
+        """Expected number of claimants with the flag set or a positive amount, or for a count the
+        expected total, in closed form from the spec."""
         counts = self.counts() if counts is None else counts
         total = 0.0
         for segment, count in zip(self.segments, counts):
-            if attribute == "export_credit_premium" and segment.claimant == "enterprise":
-                total += count * self.sizes[segment.size].insured_exporter
-            for g in self.generators_of(segment):
-                if g.attribute != attribute:
-                    continue
-                share = _applies(g, segment, self.sectors)
-                if g.kind in ("event", "amount"):
-                    total += count * share * g.level(g.probability, segment.size)
-                elif g.kind == "count":
-                    total += count * share * g.level(g.mean, segment.size)
+            step = self.step(segment, attribute)
+            if step is None:
+                continue
+            if step.kind == "count":
+                total += count * (step.number("mean", segment) if step.reaches(segment) else 0.0)
+            else:
+                share = self.share_set(segment, attribute)
+                total += count * (share or 0.0)
         return total
 
     def has_expectation(self, attribute: str) -> bool:
-        """Whether :meth:`expected` has a closed form for the attribute."""
-        return attribute == "export_credit_premium" or any(
-            g.attribute == attribute and g.kind != "categorical"
-            for segment in self.segments for g in self.generators_of(segment))
+        """Whether :meth:`expected` has a closed form for the attribute in every segment that draws it."""
+        drawn = [(s, self.step(s, attribute)) for s in self.segments]
+        drawn = [(s, step) for s, step in drawn if step is not None]
+        return bool(drawn) and all(step.kind == "count" or self.share_set(s, attribute) is not None
+                                   for s, step in drawn)
 
     def counts(self, n: int | None = None, scale: float = 1.0) -> np.ndarray:
         """Segment counts scaled to ``n`` claimants in all (largest remainder) or by ``scale``."""
@@ -228,15 +311,6 @@ class PopulationSpec:
         return counts
 
 
-def _applies(g: AttributeGenerator, segment: Segment, sectors: Mapping[str, Sector]) -> float:
-    """Share of a segment a generator reaches (sector restriction, manufacturers only)."""
-    if g.sectors is not None and segment.sector not in g.sectors:
-        return 0.0
-    if g.manufacturing:
-        return sectors[segment.sector].manufacturing_share if segment.sector else 0.0
-    return 1.0
-
-
 # ----------------------------------------------------------------------------- loading
 def load_spec(model: str | Path | None = None, policy: Policy | None = None) -> PopulationSpec:
     """Load and validate ``population.toml`` of a model folder against its policy."""
@@ -247,204 +321,266 @@ def load_spec(model: str | Path | None = None, policy: Policy | None = None) -> 
     return spec_from_dict(data, policy or load_policy(folder), origin=shown)
 
 
-def _probability(t: Table, key: str, value: Any, sizes: tuple[str, ...] | None,
-                 high: float | None = 1.0) -> Mapping[str, float] | float:
-    """A number, or (for enterprises) a table keyed by every size class; each in [0, high]."""
+def _level(t: Table, key: str, dimensions: Mapping[str, tuple[str, ...]], low: float | None,
+           high: float | None, per_class: bool) -> Level | None:
+    """A step's number: one value, or (where ``per_class``) a table keyed by every class of one dimension."""
+    value = t.data.get(key)
+    if value is None:
+        return None
+
     def check(v: Any, label: str) -> float:
         x = number(v, label, t.where, t.problems)
         if x is None:
             return 0.0
-        if x < 0 or (high is not None and x > high):
-            bound = f"[0, {high:g}]" if high is not None else ">= 0"
-            t.problems.add(t.where, f"{label} must lie in {bound}, got {x:g}")
+        if (low is not None and x < low) or (high is not None and x > high):
+            bound = f"lie in [{low:g}, {high:g}]" if low is not None and high is not None else (
+                f"be >= {low:g}" if low is not None else f"be <= {high:g}")
+            t.problems.add(t.where, f"{label} must {bound}, got {x:g}")
         return x
 
-    if isinstance(value, dict):
-        if sizes is None:
-            t.problems.add(t.where, f"{key} must be a single number for this claimant")
-            return 0.0
-        unknown = set(value) - set(sizes)
-        missing = set(sizes) - set(value)
-        if unknown:
-            t.problems.add(t.where, f"{key} names unknown size class {sorted(unknown)} (known: {', '.join(sizes)})")
-        if missing:
-            t.problems.add(t.where, f"{key} lacks size class {sorted(missing)}")
-        return FrozenMap({s: check(value.get(s, 0.0), f"{key}.{s}") for s in sizes})
-    return check(value, key)
+    if not isinstance(value, dict):
+        return Level(None, check(value, key))
+    if not per_class:
+        t.problems.add(t.where, f"{key} must be a single number")
+        return None
+    by = next((dim for dim, classes in dimensions.items() if set(value) <= set(classes)), None)
+    if by is None:
+        known = "; ".join(f"{dim}: {', '.join(classes)}" for dim, classes in dimensions.items()) or "none"
+        t.problems.add(t.where, f"{key} names {sorted(value)}, not the classes of one dimension (known: {known})")
+        return None
+    missing = [c for c in dimensions[by] if c not in value]
+    if missing and key not in _PARTIAL:
+        t.problems.add(t.where, f"{key} lacks {by} class {missing}")
+    return Level(by, FrozenMap({c: check(v, f"{key}.{c}") for c, v in value.items()}))
 
 
-def _lognormal(t: Table, key: str, problems: Problems) -> Lognormal:
-    raw = t.data.get(key)
-    lt = Table(raw if raw is not None else {}, f"{t.where}, {key}", problems,
-               allowed={"median", "sigma", "tail_from", "tail_alpha"})
-    if raw is None:
-        problems.add(t.where, f"{key} is required")
-    median = lt.number("median") or 0.0
-    sigma = lt.number("sigma") or 0.0
-    if median <= 0:
-        problems.add(lt.where, f"median must be > 0, got {median:g}")
-    if sigma < 0:
-        problems.add(lt.where, f"sigma must be >= 0, got {sigma:g}")
-    tail_from = lt.number("tail_from", required=False)
-    tail_alpha = lt.number("tail_alpha", required=False)
-    if (tail_from is None) != (tail_alpha is None):
-        problems.add(lt.where, "tail_from and tail_alpha go together")
-    if tail_from is not None and not 0 < tail_from < 1:
-        problems.add(lt.where, f"tail_from must lie in (0, 1), got {tail_from:g}")
-    if tail_alpha is not None and tail_alpha <= 0:
-        problems.add(lt.where, f"tail_alpha must be > 0, got {tail_alpha:g}")
-    return Lognormal(median, sigma, tail_from, tail_alpha)
+@dataclass
+class _StepContext:
+    """What a step is checked against: its claimant's dimensions, factors, and the attributes so far."""
+
+    claimant: str
+    policy: Policy
+    extra: Mapping[str, ExtraAttribute]
+    dimensions: Mapping[str, tuple[str, ...]]
+    factors: tuple[str, ...]
+    event_factor: str | None
+    drawn: dict[str, str]  # attribute -> step kind, in order
+    problems: Problems
 
 
-_GEN_KEYS = {"kind", "probability", "mean", "median", "sigma", "loading", "sectors", "manufacturing",
-             "values", "probabilities", "source", "assumed", "why"}
+def _step_references(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
+    """The attributes and factor a step reads, each checked: drawn earlier, a factor of the copula."""
+    out: dict[str, Any] = {}
+
+    def earlier(name: Any, key: str, flag: bool = False) -> str | None:
+        if not isinstance(name, str) or not name:
+            t.problems.add(t.where, f"{key} must name an attribute drawn earlier")
+            return None
+        if name not in ctx.drawn:
+            t.problems.add(t.where, f"{key} names {name!r}, which is not drawn before this step "
+                           f"(drawn so far: {', '.join(ctx.drawn) or 'none'})")
+            return None
+        if flag and ctx.drawn[name] not in ("bernoulli", "factor_event", "event", "at_most"):
+            t.problems.add(t.where, f"{key} names {name!r}, which is not a flag")
+        return name
+
+    if kind == "product":
+        of = t.data.get("of")
+        if not isinstance(of, list) or len(of) != 2:
+            t.problems.add(t.where, "of must list two attributes drawn earlier")
+        else:
+            out["of"] = tuple(earlier(x, "of") for x in of)
+        if "when" in t.data:
+            out["when"] = earlier(t.data["when"], "when", flag=True)
+    elif kind in ("increase", "at_most"):
+        out["of"] = (earlier(t.data.get("of"), "of"),)
+        if kind == "increase":
+            out["log_growth"] = earlier(t.data.get("log_growth"), "log_growth")
+    if "only_if" in t.data:
+        if kind not in ("event", "amount"):
+            t.problems.add(t.where, "only_if applies to event and amount steps")
+        out["only_if"] = earlier(t.data["only_if"], "only_if", flag=True)
+    factor = t.data.get("factor")
+    if factor is not None:
+        if kind not in _FACTOR_KINDS | _LOADING_KINDS:
+            t.problems.add(t.where, f"factor does not apply to a {kind} step")
+        elif factor not in ctx.factors:
+            t.problems.add(t.where, f"factor {factor!r} is not a factor of the {ctx.claimant} copula "
+                           f"(factors: {', '.join(ctx.factors) or 'none'})")
+        else:
+            out["factor"] = factor
+    elif kind == "factor_event":
+        t.problems.add(t.where, "a factor_event step needs factor")
+    return out
 
 
-def _generator(name: str, raw: Any, where: str, claimant: str, policy: Policy,
-               extra: Mapping[str, str], sizes: tuple[str, ...] | None, sectors: Mapping[str, Sector],
-               problems: Problems) -> AttributeGenerator:
-    t = Table(raw, where, problems, allowed=_GEN_KEYS)
-    check_provenance(t)
-    declared = {a.name: a for a in policy.attributes}
-    if name in declared:
-        if declared[name].claimant != claimant:
-            problems.add(where, f"attribute {name!r} belongs to claimant {declared[name].claimant!r}, "
-                         f"not {claimant!r}")
-    elif name not in extra:
-        problems.add(where, f"unknown attribute {name!r}: the policy does not declare it and it is not "
-                     "listed under [population.extra_attributes]")
-    kind = t.str("kind")
-    if kind and kind not in GENERATOR_KINDS:
-        problems.add(where, f"kind must be one of {', '.join(GENERATOR_KINDS)}, got {kind!r}")
-    needs = {"event": {"probability"}, "amount": {"probability", "median", "sigma"},
-             "count": {"mean"}, "categorical": {"values", "probabilities"}}.get(kind, set())
-    for key in needs - set(t.data):
-        problems.add(where, f"a {kind} generator needs {key}")
-    for key in {"probability", "mean", "median", "sigma", "values", "probabilities"} - needs:
-        if key in t.data and kind in GENERATOR_KINDS:
-            problems.add(where, f"{key} does not apply to a {kind} generator")
-    probability = _probability(t, "probability", t.data["probability"], sizes) if "probability" in t.data else 0.0
-    mean = _probability(t, "mean", t.data["mean"], sizes, high=None) if "mean" in t.data else 0.0
-    median = t.number("median", required=False) or 0.0
-    sigma = t.number("sigma", required=False) or 0.0
-    if "median" in t.data and median <= 0:
-        problems.add(where, f"median must be > 0, got {median:g}")
-    if sigma < 0:
-        problems.add(where, f"sigma must be >= 0, got {sigma:g}")
+def _step_shape(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
+    """Loading, class restrictions, and a categorical step's values and probabilities."""
+    out: dict[str, Any] = {}
     loading = t.number("loading", required=False) or 0.0
     if not 0 <= loading < 1:
-        problems.add(where, f"loading must lie in [0, 1), got {loading:g}")
-    if loading and sizes is None:
-        problems.add(where, "loading applies to enterprise generators only (other claimants have no copula)")
-    gen_sectors = t.data.get("sectors")
-    if gen_sectors is not None:
-        unknown = [s for s in gen_sectors if s not in sectors]
-        if unknown:
-            problems.add(where, f"sectors names unknown sector {unknown} (known: {', '.join(sectors)})")
-        gen_sectors = tuple(gen_sectors)
-    values = tuple(t.list("values"))
-    probabilities = tuple(t.list("probabilities"))
+        t.problems.add(t.where, f"loading must lie in [0, 1), got {loading:g}")
+    if loading and kind not in _LOADING_KINDS:
+        t.problems.add(t.where, f"loading does not apply to a {kind} step")
+    elif loading and t.data.get("factor", ctx.event_factor) is None:
+        t.problems.add(t.where, f"loading needs a copula factor; claimant {ctx.claimant} has no event_factor")
+    out["loading"] = loading
+    if loading and "factor" not in t.data:
+        out["factor"] = ctx.event_factor
+    only = t.data.get("only")
+    if only is not None:
+        if not isinstance(only, dict):
+            t.problems.add(t.where, "only must be a table such as { sector = [\"iot\"] }")
+        else:
+            restricted = {}
+            for dim, classes in only.items():
+                known = ctx.dimensions.get(dim)
+                if known is None or not isinstance(classes, list) or not set(classes) <= set(known):
+                    t.problems.add(t.where, f"only.{dim} must list classes of dimension {dim!r} "
+                                   f"(dimensions: {', '.join(f'{d}: {list(c)}' for d, c in ctx.dimensions.items())})")
+                else:
+                    restricted[dim] = tuple(classes)
+            out["only"] = FrozenMap(restricted)
     if kind == "categorical":
+        values, probabilities = tuple(t.list("values")), tuple(t.list("probabilities"))
         if len(values) != len(probabilities) or not values:
-            problems.add(where, "values and probabilities must be non-empty lists of the same length")
+            t.problems.add(t.where, "values and probabilities must be non-empty lists of the same length")
+        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values + probabilities):
+            t.problems.add(t.where, "values and probabilities must be numbers")
         elif any(not 0 <= p <= 1 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-9:
-            problems.add(where, f"probabilities must lie in [0, 1] and add to 1, got {list(probabilities)}")
+            t.problems.add(t.where, f"probabilities must lie in [0, 1] and add to 1, got {list(probabilities)}")
         elif list(values) != sorted(values):
-            problems.add(where, "values must be increasing")
-    return AttributeGenerator(name, kind, probability, mean, median, sigma, loading, gen_sectors,
-                              t.bool("manufacturing", required=False), tuple(float(v) for v in values),
-                              tuple(float(p) for p in probabilities))
+            t.problems.add(t.where, "values must be increasing")
+        else:
+            out["values"] = tuple(float(v) for v in values)
+            out["probabilities"] = tuple(float(p) for p in probabilities)
+    else:
+        for key in ("values", "probabilities"):
+            if key in t.data:
+                t.problems.add(t.where, f"{key} does not apply to a {kind} step")
+    return out
 
 
-def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<population>") -> PopulationSpec:
-    problems = Problems(origin, SpecError, "the population specification")
-    top = Table(dict(data), "", problems, allowed={
-        "population", "copula", "sizes", "sectors", "core", "segments", "enterprise", "calibration", "shocks"})
-    head = Table(top.data.get("population", {}), "[population]", problems,
-                 allowed={"policy", "money_unit", "year", "extra_attributes"})
-    if head.data.get("money_unit", "萬元") != "萬元":
-        problems.add("[population]", "money_unit must be 萬元")
-    extra = dict(head.data.get("extra_attributes", {}) or {})
+def _step(name: str, raw: Any, where: str, ctx: _StepContext) -> Step | None:
+    t = Table(raw, where, ctx.problems, allowed=_STEP_KEYS)
+    check_provenance(t)
+    kind = t.str("kind")
+    internal = t.bool("internal", required=False)
+    declared = {a.name: a for a in ctx.policy.attributes}
+    if name in declared:
+        if declared[name].claimant != ctx.claimant:
+            t.problems.add(where, f"attribute {name!r} belongs to claimant {declared[name].claimant!r}, "
+                           f"not {ctx.claimant!r}")
+    elif name not in ctx.extra and not internal:
+        t.problems.add(where, f"unknown attribute {name!r}: the policy does not declare it, it is not listed "
+                       "under [population.extra_attributes], and the step is not marked internal = true")
+    if name in ctx.drawn:
+        t.problems.add(where, f"attribute {name!r} is drawn twice for claimant {ctx.claimant}")
+    if kind not in STEP_KINDS:
+        t.problems.add(where, f"kind must be one of {', '.join(STEP_KINDS)}, got {kind!r}")
+        return None
+    numbers = {}
+    for key, (required, low, high, per_class) in _NUMBERS[kind].items():
+        if required and key not in t.data:
+            t.problems.add(where, f"a {kind} step needs {key}")
+        level = _level(t, key, ctx.dimensions, low, high, per_class)
+        if level is not None:
+            numbers[key] = level
+    for key in {k for numbers_ in _NUMBERS.values() for k in numbers_} - set(_NUMBERS[kind]):
+        if key in t.data:
+            t.problems.add(where, f"{key} does not apply to a {kind} step")
+    step = Step(name, kind, FrozenMap(numbers), internal=internal, **_step_references(t, kind, ctx),
+                **_step_shape(t, kind, ctx))
+    ctx.drawn[name] = kind
+    return step
 
-    copula = Table(top.data.get("copula", {}), "[copula]", problems,
-                   allowed={"factors", "correlation", "source", "assumed", "why"})
+
+def _programme(claimant: str, raw: Any, policy: Policy, extra: Mapping[str, ExtraAttribute],
+               problems: Problems) -> Programme:
+    where = f"[claimants.{claimant}]"
+    t = Table(raw, where, problems, allowed={"dimensions", "labels", "copula", "event_factor", "attributes"})
+    if claimant not in policy.claimants:
+        problems.add(where, f"unknown claimant {claimant!r} (the policy's claimants: {', '.join(policy.claimants)})")
+    dimensions = {}
+    raw_dims = t.data.get("dimensions", {})
+    for dim, classes in (raw_dims.items() if isinstance(raw_dims, dict) else []):
+        if not isinstance(classes, list) or not classes or not all(isinstance(c, str) and c for c in classes) \
+                or len(set(classes)) != len(classes):
+            problems.add(where, f"dimensions.{dim} must be a list of distinct class names")
+            continue
+        dimensions[dim] = tuple(classes)
+    factors, corr, chol = _copula(t.data.get("copula"), f"{where} copula", problems)
+    event_factor = t.str("event_factor", required=False) or None
+    if event_factor is not None and event_factor not in factors:
+        problems.add(where, f"event_factor {event_factor!r} is not a factor of the copula "
+                     f"(factors: {', '.join(factors) or 'none'})")
+    ctx = _StepContext(claimant, policy, extra, dimensions, factors, event_factor, {}, problems)
+    raw_steps = t.data.get("attributes", {})
+    steps = [_step(name, value, f"claimants.{claimant}.attributes.{name}", ctx)
+             for name, value in (raw_steps.items() if isinstance(raw_steps, dict) else [])]
+    labels = t.data.get("labels", {})
+    return Programme(claimant, FrozenMap(dimensions), FrozenMap(labels if isinstance(labels, dict) else {}),
+                     factors, corr, chol, event_factor, tuple(s for s in steps if s is not None))
+
+
+def _copula(raw: Any, where: str, problems: Problems) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    if raw is None:
+        return (), np.zeros((0, 0)), np.zeros((0, 0))
+    copula = Table(raw, where, problems, allowed={"factors", "correlation", "source", "assumed", "why"})
     check_provenance(copula)
     factors = tuple(copula.list("factors"))
-    if factors != COPULA_FACTORS:
-        problems.add("[copula]", f"factors must be {list(COPULA_FACTORS)}, got {list(factors)}")
+    k = len(factors)
+    if not k or not all(isinstance(f, str) and f for f in factors) or len(set(factors)) != k:
+        problems.add(where, "factors must be a list of distinct names")
+        return (), np.zeros((0, 0)), np.zeros((0, 0))
     try:
         corr = np.array(copula.list("correlation"), dtype=np.float64)
     except (TypeError, ValueError):
-        corr = np.zeros((0, 0))
-        problems.add("[copula]", "correlation must be a square matrix of numbers")
-    chol = np.eye(len(COPULA_FACTORS))
-    k = len(COPULA_FACTORS)
+        problems.add(where, "correlation must be a square matrix of numbers")
+        return factors, np.eye(k), np.eye(k)
     if corr.shape != (k, k):
-        problems.add("[copula]", f"correlation must be {k} x {k}, got shape {corr.shape}")
-    else:
-        if not np.allclose(corr, corr.T):
-            problems.add("[copula]", "correlation must be symmetric")
-        if not np.allclose(np.diag(corr), 1.0):
-            problems.add("[copula]", "correlation must have ones on the diagonal")
-        if np.any(np.abs(corr) > 1):
-            problems.add("[copula]", "correlations must lie in [-1, 1]")
-        eigen = np.linalg.eigvalsh((corr + corr.T) / 2)
-        if eigen.min() < -1e-10:
-            problems.add("[copula]", f"correlation matrix is not positive semi-definite (smallest "
-                         f"eigenvalue {eigen.min():.4g}); adjust the correlations")
-        else:
-            chol = np.linalg.cholesky((corr + corr.T) / 2 + 1e-12 * np.eye(k))
+        problems.add(where, f"correlation must be {k} x {k}, got shape {corr.shape}")
+        return factors, np.eye(k), np.eye(k)
+    if not np.isfinite(corr).all():
+        problems.add(where, "correlations must be finite numbers")
+        return factors, np.eye(k), np.eye(k)
+    if not np.allclose(corr, corr.T):
+        problems.add(where, "correlation must be symmetric")
+    if not np.allclose(np.diag(corr), 1.0):
+        problems.add(where, "correlation must have ones on the diagonal")
+    if np.any(np.abs(corr) > 1):
+        problems.add(where, "correlations must lie in [-1, 1]")
+        return factors, np.eye(k), np.eye(k)
+    eigen = np.linalg.eigvalsh((corr + corr.T) / 2)
+    if eigen.min() < -1e-10:
+        problems.add(where, f"correlation matrix is not positive semi-definite (smallest eigenvalue "
+                     f"{eigen.min():.4g}); adjust the correlations")
+        return factors, np.eye(k), np.eye(k)
+    return factors, corr, np.linalg.cholesky((corr + corr.T) / 2 + 1e-12 * np.eye(k))
 
-    sizes: dict[str, SizeClass] = {}
-    raw_sizes = top.data.get("sizes", {})
-    for name, raw in (raw_sizes.items() if isinstance(raw_sizes, dict) else []):
-        t = Table(raw, f"size {name}", problems, allowed={
-            "revenue", "rd_performer", "rd_intensity", "insured_exporter", "source", "assumed", "why"})
-        check_provenance(t)
-        sizes[name] = SizeClass(name, _lognormal(t, "revenue", problems),
-                                _probability(t, "rd_performer", t.data.get("rd_performer", 0.0), None),
-                                _lognormal(t, "rd_intensity", problems),
-                                _probability(t, "insured_exporter", t.data.get("insured_exporter", 0.0), None))
-    size_names = tuple(sizes)
-    if not sizes:
-        problems.add("[sizes]", "at least one size class is required")
 
-    sectors: dict[str, Sector] = {}
-    raw_sectors = top.data.get("sectors", {})
-    for name, raw in (raw_sectors.items() if isinstance(raw_sectors, dict) else []):
-        t = Table(raw, f"sector {name}", problems, allowed={
-            "name_en", "manufacturing_share", "rd_multiplier", "source", "assumed", "why"})
-        check_provenance(t)
-        share = _probability(t, "manufacturing_share", t.data.get("manufacturing_share", 0.0), None)
-        multiplier = t.number("rd_multiplier") or 0.0
-        if multiplier < 0:
-            problems.add(t.where, f"rd_multiplier must be >= 0, got {multiplier:g}")
-        sectors[name] = Sector(name, share, multiplier)
+def _extra_attributes(raw: Any, problems: Problems) -> dict[str, ExtraAttribute]:
+    out = {}
+    for name, value in (raw.items() if isinstance(raw, dict) else []):
+        t = Table(value, f"[population.extra_attributes] {name}", problems, allowed={"type", "unit", "description"})
+        kind = t.str("type")
+        if kind and kind not in EXTRA_TYPES:
+            problems.add(t.where, f"type must be one of {', '.join(EXTRA_TYPES)}, got {kind!r}")
+        out[name] = ExtraAttribute(name, kind, t.str("unit"), t.str("description"))
+    return out
 
-    core = Table(top.data.get("core", {}), "[core]", problems, allowed={
-        "rd_growth", "export_premium_ratio", "tech_sme_revenue_limit", "source", "assumed", "why"})
-    check_provenance(core)
-    growth = Table(core.data.get("rd_growth", {}), "[core] rd_growth", problems, allowed={"mean", "sd"})
-    growth_mean = growth.number("mean") or 0.0
-    growth_sd = growth.number("sd") or 0.0
-    if growth_sd < 0:
-        problems.add(growth.where, f"sd must be >= 0, got {growth_sd:g}")
-    premium = _lognormal(core, "export_premium_ratio", problems)
-    limit = core.number("tech_sme_revenue_limit") or 0.0
 
-    enterprise_raw = top.data.get("enterprise", {})
-    enterprise = tuple(
-        _generator(name, raw, f"enterprise.{name}", "enterprise", policy, extra, size_names, sectors, problems)
-        for name, raw in (enterprise_raw.items() if isinstance(enterprise_raw, dict) else [])
-    )
-
+def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
+              extra: Mapping[str, ExtraAttribute], problems: Problems) -> list[Segment]:
     segments = []
     seen: set[str] = set()
-    for i, raw in enumerate(top.list("segments")):
-        sid = raw.get("id") if isinstance(raw, dict) else None
+    for i, value in enumerate(raw):
+        sid = value.get("id") if isinstance(value, dict) else None
         where = f"segment {sid}" if isinstance(sid, str) else f"segments entry {i + 1}"
-        t = Table(raw, where, problems, allowed={
-            "id", "claimant", "sector", "size", "count", "attributes", "source", "assumed", "why"})
+        claimant = value.get("claimant") if isinstance(value, dict) else None
+        programme = programmes.get(claimant, _NO_PROGRAMME)
+        t = Table(value, where, problems, allowed={"id", "claimant", "count", "attributes", "source", "assumed", "why",
+                                                   *programme.dimensions})
         check_provenance(t)
         sid = t.str("id")
         if sid in seen:
@@ -456,39 +592,40 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
         count = t.int("count")
         if count is not None and count < 0:
             problems.add(where, f"count must be >= 0, got {count}")
-        sector = t.str("sector", required=claimant == "enterprise") or None
-        size = t.str("size", required=claimant == "enterprise") or None
-        if claimant == "enterprise":
-            if sector and sector not in sectors:
-                problems.add(where, f"unknown sector {sector!r} (known: {', '.join(sectors)})")
-            if size and size not in sizes:
-                problems.add(where, f"unknown size class {size!r} (known: {', '.join(sizes)})")
-            if "attributes" in t.data:
-                problems.add(where, "enterprise attributes are generated by [enterprise.*], not per segment")
+        classes = {}
+        for dim, known in programme.dimensions.items():
+            value_ = t.str(dim)
+            if value_ and value_ not in known:
+                problems.add(where, f"unknown {dim} {value_!r} (known: {', '.join(known)})")
+            classes[dim] = value_
+        ctx = _StepContext(claimant, policy, extra, programme.dimensions, programme.factors, programme.event_factor,
+                           {s.attribute: s.kind for s in programme.steps}, problems)
         raw_attrs = t.data.get("attributes", {})
-        generators = tuple(
-            _generator(name, g, f"{where}, attribute {name}", claimant, policy, extra, None, sectors, problems)
-            for name, g in (raw_attrs.items() if isinstance(raw_attrs, dict) else [])
-        )
-        segments.append(Segment(sid, claimant, count or 0, sector, size, generators))
+        steps = [_step(name, g, f"{where}, attribute {name}", ctx)
+                 for name, g in (raw_attrs.items() if isinstance(raw_attrs, dict) else [])]
+        segments.append(Segment(sid, claimant, count or 0, FrozenMap(classes),
+                                tuple(s for s in steps if s is not None)))
+    return segments
 
-    # Every attribute a rule reads must be generated for the claimants of that rule.
-    generated: dict[str, set[str]] = {"enterprise": set(CORE_COLUMNS) | {g.attribute for g in enterprise}}
-    for segment in segments:
-        if segment.claimant != "enterprise":
-            generated.setdefault(segment.claimant, set()).update(g.attribute for g in segment.generators)
+
+def _check_coverage(policy: Policy, programmes: Mapping[str, Programme], segments: list[Segment],
+                    problems: Problems) -> None:
+    """Every attribute a rule reads is drawn for every segment of that rule's claimant kind."""
     for attribute in policy.input_attributes():
-        if attribute.name not in generated.get(attribute.claimant, set()):
+        if not any(attribute.name in {st.attribute for st in programmes.get(s.claimant, _NO_PROGRAMME).steps + s.steps}
+                   for s in segments if s.claimant == attribute.claimant):
             problems.add("", f"attribute {attribute.name} (read by the policy's rules) is generated for no "
                          f"{attribute.claimant} segment; add a generator for it")
     for claimant in {r.claimant for r in policy.rules}:
         if not any(s.claimant == claimant for s in segments):
             problems.add("", f"no segment of claimant {claimant!r}: its rules would have no one to claim them")
 
+
+def _shocks(raw: Any, policy: Policy, extra: Mapping[str, ExtraAttribute], problems: Problems) -> dict[str, float]:
     shocks = {}
-    raw_shocks = top.data.get("shocks", {})
-    money = {a.name for a in policy.attributes if a.type == "float"} | {"revenue"}
-    for name, factor in (raw_shocks.items() if isinstance(raw_shocks, dict) else []):
+    money = {a.name for a in policy.attributes if a.type == "float"} | {
+        e.name for e in extra.values() if e.type == "float"}
+    for name, factor in (raw.items() if isinstance(raw, dict) else []):
         value = number(factor, f"shocks.{name}", "[shocks]", problems)
         if name not in money:
             problems.add("[shocks]", f"{name}: a shock multiplies a money attribute "
@@ -497,11 +634,13 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
             problems.add("[shocks]", f"{name}: the factor must be >= 0, got {value:g}")
         elif value is not None:
             shocks[name] = value
+    return shocks
 
+
+def _calibration(raw: list, attributes: set[str], problems: Problems) -> list[CalibrationTarget]:
     targets = []
-    all_attributes = {a.name for a in policy.attributes} | set(extra) | set(CORE_COLUMNS)
-    for i, raw in enumerate(top.list("calibration")):
-        t = Table(raw, f"calibration {raw.get('id', i + 1) if isinstance(raw, dict) else i + 1}", problems,
+    for i, value in enumerate(raw):
+        t = Table(value, f"calibration {value.get('id', i + 1) if isinstance(value, dict) else i + 1}", problems,
                   allowed={"id", "statistic", "value", "low", "high", "unit", "source"})
         stat = Table(t.data.get("statistic", {}), f"{t.where}, statistic", problems,
                      allowed={"kind", "attribute", "claimant"})
@@ -509,20 +648,50 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
         if kind and kind not in ("count", "sum", "share"):
             problems.add(stat.where, f"kind must be count, sum or share, got {kind!r}")
         attribute = stat.str("attribute")
-        if attribute and attribute not in all_attributes:
+        if attribute and attribute not in attributes:
             problems.add(stat.where, f"unknown attribute {attribute!r}")
         targets.append(CalibrationTarget(t.str("id"), kind, attribute, t.number("value") or 0.0,
                                          t.str("unit"), t.str("source"),
                                          stat.str("claimant", required=False) or None,
                                          t.number("low", required=False), t.number("high", required=False)))
+    return targets
 
+
+def _class_summary(raw: Any, programmes: Mapping[str, Programme], attributes: set[str],
+                   problems: Problems) -> ClassSummary | None:
+    if raw is None:
+        return None
+    t = Table(raw, "[population.class_summary]", problems, allowed={"claimant", "by", "quantiles_of", "totals_of"})
+    summary = ClassSummary(t.str("claimant"), t.str("by"), t.str("quantiles_of"), t.str("totals_of"))
+    if summary.by not in programmes.get(summary.claimant, _NO_PROGRAMME).dimensions:
+        problems.add(t.where, f"by must be a dimension of claimant {summary.claimant!r}")
+    for name in (summary.quantiles_of, summary.totals_of):
+        if name and name not in attributes:
+            problems.add(t.where, f"unknown attribute {name!r}")
+    return summary
+
+
+def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<population>") -> PopulationSpec:
+    problems = Problems(origin, SpecError, "the population specification")
+    top = Table(dict(data), "", problems, allowed={"population", "claimants", "segments", "calibration", "shocks"})
+    head = Table(top.data.get("population", {}), "[population]", problems,
+                 allowed={"policy", "money_unit", "year", "extra_attributes", "class_summary"})
+    if head.data.get("money_unit", "萬元") != "萬元":
+        problems.add("[population]", "money_unit must be 萬元")
+    extra = _extra_attributes(head.data.get("extra_attributes", {}), problems)
+    raw_programmes = top.data.get("claimants", {})
+    programmes = {claimant: _programme(claimant, raw, policy, extra, problems)
+                  for claimant, raw in (raw_programmes.items() if isinstance(raw_programmes, dict) else [])}
+    segments = _segments(top.list("segments"), programmes, policy, extra, problems)
+    _check_coverage(policy, programmes, segments, problems)
+    shocks = _shocks(top.data.get("shocks", {}), policy, extra, problems)
+    attributes = {a.name for a in policy.attributes} | set(extra)
+    targets = _calibration(top.list("calibration"), attributes, problems)
+    summary = _class_summary(head.data.get("class_summary"), programmes, attributes, problems)
     problems.raise_if_any()
     return PopulationSpec(
-        path=origin, policy=policy, factors=factors, correlation=corr, cholesky=chol,
-        sizes=FrozenMap(sizes), sectors=FrozenMap(sectors), rd_growth_mean=growth_mean,
-        rd_growth_sd=growth_sd, premium_ratio=premium, tech_sme_revenue_limit=limit,
-        segments=tuple(segments), enterprise_generators=enterprise,
-        extra_attributes=FrozenMap(extra), calibration=tuple(targets), shocks=FrozenMap(shocks),
+        path=origin, policy=policy, programmes=FrozenMap(programmes), segments=tuple(segments),
+        extra_attributes=FrozenMap(extra), calibration=tuple(targets), shocks=FrozenMap(shocks), summary=summary,
         raw=ordered_json(data),
     )
 
@@ -577,55 +746,118 @@ def _block_rng(seed: int, replication: int, segment: Segment, block: int) -> np.
         np.random.SeedSequence(seed, spawn_key=(replication, segment.key, block))))
 
 
+@dataclass
+class _Block:
+    """What a step sees while a block is drawn: the segment, its size, its stream, factors, columns so far."""
+
+    segment: Segment
+    m: int
+    rng: np.random.Generator
+    factors: Mapping[str, np.ndarray]
+    columns: dict[str, np.ndarray]
+
+
+def _factor(block: _Block, step: Step) -> np.ndarray | None:
+    return block.factors.get(step.factor) if step.factor else None
+
+
+def _draw_lognormal(step: Step, b: _Block) -> np.ndarray:
+    z = _factor(b, step)
+    if z is None:
+        z = b.rng.standard_normal(b.m)
+    return step.lognormal(b.segment).quantile_from_normal(z.copy())
+
+
+def _draw_normal(step: Step, b: _Block) -> np.ndarray:
+    z = _factor(b, step)
+    if z is None:
+        z = b.rng.standard_normal(b.m)
+    return step.number("mean", b.segment) + step.number("sd", b.segment) * z
+
+
+def _draw_bernoulli(step: Step, b: _Block) -> np.ndarray:
+    return b.rng.random(b.m) < step.number("probability", b.segment)
+
+
+def _draw_factor_event(step: Step, b: _Block) -> np.ndarray:
+    return _factor(b, step) > _threshold(step.number("probability", b.segment))
+
+
+def _draw_event(step: Step, b: _Block) -> np.ndarray:
+    p = step.number("probability", b.segment) if step.reaches(b.segment) else 0.0
+    flag = occurs(b.rng, b.m, p, _factor(b, step), step.loading)
+    if step.only_if is not None:
+        flag &= b.columns[step.only_if]
+    return flag
+
+
+def _draw_amount(step: Step, b: _Block) -> np.ndarray:
+    flag = _draw_event(step, b)
+    value = step.number("median", b.segment) * np.exp(step.number("sigma", b.segment) * b.rng.standard_normal(b.m))
+    return np.where(flag, value, 0.0)
+
+
+def _draw_count(step: Step, b: _Block) -> np.ndarray:
+    mean = np.full(b.m, step.number("mean", b.segment) if step.reaches(b.segment) else 0.0)
+    factor = _factor(b, step)
+    if factor is not None and step.loading:
+        mean = mean * np.exp(step.loading * factor - 0.5 * step.loading**2)
+    return poisson_from_uniform(b.rng.random(b.m), mean)
+
+
+def _draw_categorical(step: Step, b: _Block) -> np.ndarray:
+    cumulative = np.cumsum(step.probabilities)
+    pick = np.searchsorted(cumulative, b.rng.random(b.m) * cumulative[-1], side="right")
+    return np.asarray(step.values)[np.minimum(pick, len(step.values) - 1)]
+
+
+def _draw_product(step: Step, b: _Block) -> np.ndarray:
+    value = b.columns[step.of[0]] * b.columns[step.of[1]]
+    return value if step.when is None else np.where(b.columns[step.when], value, 0.0)
+
+
+def _draw_increase(step: Step, b: _Block) -> np.ndarray:
+    return b.columns[step.of[0]] * -np.expm1(-b.columns[step.log_growth])
+
+
+def _draw_at_most(step: Step, b: _Block) -> np.ndarray:
+    return b.columns[step.of[0]] <= step.number("limit", b.segment)
+
+
+DRAWS = {"lognormal": _draw_lognormal, "normal": _draw_normal, "bernoulli": _draw_bernoulli,
+         "factor_event": _draw_factor_event, "event": _draw_event, "amount": _draw_amount, "count": _draw_count,
+         "categorical": _draw_categorical, "product": _draw_product, "increase": _draw_increase,
+         "at_most": _draw_at_most}
+
+
 def _draw_block(spec: PopulationSpec, segment: Segment, index: int, m: int,
                 rng: np.random.Generator) -> dict[str, np.ndarray]:
-    columns: dict[str, np.ndarray] = {}
-    factor = None
-    if segment.claimant == "enterprise":
-        size, sector = spec.sizes[segment.size], spec.sectors[segment.sector]
-        z = rng.standard_normal((m, len(COPULA_FACTORS))) @ spec.cholesky.T
-        revenue = size.revenue.quantile_from_normal(z[:, 0].copy())
-        performer = rng.random(m) < size.rd_performer
-        intensity = size.rd_intensity.median * sector.rd_multiplier * np.exp(size.rd_intensity.sigma * z[:, 1])
-        rd = np.where(performer, revenue * intensity, 0.0)
-        log_growth = spec.rd_growth_mean + spec.rd_growth_sd * z[:, 2]
-        insured = z[:, 3] > _threshold(size.insured_exporter)
-        ratio = spec.premium_ratio.median * np.exp(spec.premium_ratio.sigma * rng.standard_normal(m))
-        columns.update(
-            revenue=revenue,
-            rd_spending=rd,
-            rd_increase=rd * -np.expm1(-log_growth),
-            export_credit_premium=np.where(insured, revenue * ratio, 0.0),
-            manufacturing=rng.random(m) < sector.manufacturing_share,
-            tech_sme_scale=revenue <= spec.tech_sme_revenue_limit,
-        )
-        factor = z[:, 4]
-    for g in spec.generators_of(segment):
-        reach = _applies(g, segment, spec.sectors)
-        if g.kind in ("event", "amount"):
-            p = g.level(g.probability, segment.size) if reach else 0.0
-            flag = occurs(rng, m, p, factor, g.loading)
-            if g.manufacturing:
-                flag &= columns["manufacturing"]
-            if g.kind == "event":
-                columns[g.attribute] = flag
-            else:
-                value = g.median * np.exp(g.sigma * rng.standard_normal(m))
-                columns[g.attribute] = np.where(flag, value, 0.0)
-        elif g.kind == "count":
-            mean = np.full(m, g.level(g.mean, segment.size) if reach else 0.0)
-            if factor is not None and g.loading:
-                mean = mean * np.exp(g.loading * factor - 0.5 * g.loading**2)
-            columns[g.attribute] = poisson_from_uniform(rng.random(m), mean)
-        else:  # categorical
-            cumulative = np.cumsum(g.probabilities)
-            pick = np.searchsorted(cumulative, rng.random(m) * cumulative[-1], side="right")
-            columns[g.attribute] = np.asarray(g.values)[np.minimum(pick, len(g.values) - 1)]
+    programme = spec.programme(segment.claimant)
+    factors = {}
+    if programme.factors:
+        z = rng.standard_normal((m, len(programme.factors))) @ programme.cholesky.T
+        factors = {name: z[:, k] for k, name in enumerate(programme.factors)}
+    block = _Block(segment, m, rng, factors, {})
+    for step in spec.steps_of(segment):
+        block.columns[step.attribute] = DRAWS[step.kind](step, block)
+    columns = block.columns
     for name, factor in spec.shocks.items():
         if name in columns:
             columns[name] = columns[name] * factor
     columns["segment"] = np.full(m, index, dtype=np.int16)
     return columns
+
+
+def draws_per_claimant(spec: PopulationSpec, segment: Segment) -> tuple[int, int]:
+    """How many standard normals and uniforms the generator draws per claimant of a segment."""
+    normals = len(spec.programme(segment.claimant).factors)
+    uniforms = 0
+    for step in spec.steps_of(segment):
+        if step.kind in ("lognormal", "normal") and step.factor is None:
+            normals += 1
+        normals += {"event": 1, "amount": 2}.get(step.kind, 0)
+        uniforms += step.kind in ("bernoulli", "count", "categorical")
+    return normals, uniforms
 
 
 @dataclass
@@ -642,17 +874,12 @@ class PopulationChunk:
         return pd.DataFrame(self.columns, index=pd.RangeIndex(self.start, self.start + len(self)))
 
 
-def _empty_like(spec: PopulationSpec, m: int) -> dict[str, np.ndarray]:
-    kinds = {a.name: a.type for a in spec.policy.attributes}
-    out = {}
-    for name in spec.columns:
-        if kinds.get(name) == "bool" or name in spec.extra_attributes:
-            out[name] = np.zeros(m, dtype=bool)
-        elif name == "segment":
-            out[name] = np.zeros(m, dtype=np.int16)
-        else:
-            out[name] = np.zeros(m)
-    return out
+def _dtype(spec: PopulationSpec, name: str):
+    if name == "segment":
+        return np.int16
+    declared = {a.name: a.type for a in spec.policy.attributes} | {
+        e.name: e.type for e in spec.extra_attributes.values()}
+    return bool if declared.get(name) == "bool" else np.float64
 
 
 def block_plan(counts: np.ndarray) -> list[tuple[int, int, int]]:
@@ -663,13 +890,15 @@ def block_plan(counts: np.ndarray) -> list[tuple[int, int, int]]:
 
 def draw_block(spec: PopulationSpec, seed: int, replication: int, segment_index: int, block: int,
                m: int) -> dict[str, np.ndarray]:
-    """One generation block with every column of the population (others' attributes zero)."""
+    """One generation block with every column of the population (attributes of other claimant kinds zero);
+    internal steps and attributes no rule reads are drawn (they keep the streams) but not kept."""
     segment = spec.segments[segment_index]
     drawn = _draw_block(spec, segment, segment_index, m, _block_rng(seed, replication, segment, block))
-    full = _empty_like(spec, m)
-    for name, values in drawn.items():
-        full[name] = values.astype(full[name].dtype, copy=False)
-    return full
+    out = {}
+    for name in spec.columns:
+        dtype = _dtype(spec, name)
+        out[name] = drawn[name].astype(dtype, copy=False) if name in drawn else np.zeros(m, dtype=dtype)
+    return out
 
 
 def blocks(spec: PopulationSpec, seed: int, counts: np.ndarray, replication: int = 0) -> Iterator[dict]:
@@ -789,14 +1018,18 @@ def calibration_table(spec: PopulationSpec, seed: int = 0, replications: int = 5
     return pd.DataFrame(rows)
 
 
-def size_quantiles(spec: PopulationSpec, seed: int = 0) -> pd.DataFrame:
-    """Revenue and R&D quantiles of enterprises by size class (萬元), for the calibration report."""
+def class_quantiles(spec: PopulationSpec, seed: int = 0) -> pd.DataFrame:
+    """Quantiles of one attribute and totals of another by class (``[population.class_summary]``)."""
+    summary = spec.summary
+    if summary is None:
+        return pd.DataFrame()
     frame = population_frame(spec, seed)
-    sizes = {i: s.size for i, s in enumerate(spec.segments) if s.claimant == "enterprise"}
-    frame = frame[frame["segment"].isin(list(sizes))].assign(size=lambda f: f["segment"].map(sizes))
-    out = frame.groupby("size", sort=False)["revenue"].quantile([0.1, 0.5, 0.9, 0.99]).unstack()
-    out.columns = [f"revenue P{int(q * 100)}" for q in out.columns]
-    out["enterprises"] = frame.groupby("size", sort=False).size()
-    out["R&D performers"] = frame[frame["rd_spending"] > 0].groupby("size", sort=False).size()
-    out["R&D 萬元 (sum)"] = frame.groupby("size", sort=False)["rd_spending"].sum()
+    classes = {i: s.classes[summary.by] for i, s in enumerate(spec.segments) if s.claimant == summary.claimant}
+    frame = frame[frame["segment"].isin(list(classes))].assign(**{summary.by: lambda f: f["segment"].map(classes)})
+    grouped = frame.groupby(summary.by, sort=False)
+    out = grouped[summary.quantiles_of].quantile([0.1, 0.5, 0.9, 0.99]).unstack()
+    out.columns = [f"{summary.quantiles_of} P{int(q * 100)}" for q in out.columns]
+    out["claimants"] = grouped.size()
+    out[f"with {summary.totals_of} > 0"] = frame[frame[summary.totals_of] > 0].groupby(summary.by, sort=False).size()
+    out[f"{summary.totals_of} (sum)"] = grouped[summary.totals_of].sum()
     return out

@@ -1,7 +1,9 @@
 """Reports for the finance bureau: tables, figures and a self-contained HTML page, in Chinese or English.
 
-Data and drawing are kept apart: each ``*_table`` function returns a pandas DataFrame computed from a
-run folder; each ``plot_*`` function only draws such a table on a matplotlib ``Axes``.
+The report only reads: every figure comes from a table the pipeline wrote to the run folder (it runs no
+replication and solves no LP).  Data and drawing are kept apart: each ``*_table`` function returns a
+pandas DataFrame read from a run; each ``plot_*`` function only draws such a table on a matplotlib
+``Axes``.
 :func:`write_report` puts them together into ``RUN_DIR/report/`` (PNG figures, the tables as Parquet,
 and ``report.html`` with the figures embedded).  Chinese labels use the Noto Sans CJK subset shipped in
 ``sim/fonts`` (SIL Open Font License), so no character renders as a box.
@@ -17,19 +19,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim import budget as budget_module
-from sim import montecarlo
-from sim import scenario as scenario_module
 from sim.errors import FiscalsimError
 from sim.policy import Policy
 from sim.results import Run, load, write_run
 
 FONT_FILE = Path(__file__).resolve().parent / "fonts" / "NotoSansCJKtc-Regular-subset.otf"
 LANGS = ("zh", "en")
+DOMAIN_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 
 LABELS = {
     "en": {
-        "title": "Binjiang 2024 policy package: claims, cash and budgets",
+        "title": "claims, cash and budgets",
+        "colon": ": ",
         "claims_vs_budget": "Expected claims per domain against the claims budget",
         "claims": "District-paid claims (萬元)",
         "budget": "Claims budget",
@@ -44,7 +45,7 @@ LABELS = {
         "waits": "Days from application to payment, by bureau",
         "days": "Days",
         "queue": "Applications waiting for review, by day",
-        "day": "Day of 2024",
+        "day": "Day of the year",
         "waiting": "Waiting (mean over replications)",
         "tornado": "What moves total claims most (one at a time, -20% / +20%)",
         "change": "Change in mean total claims (萬元)",
@@ -67,7 +68,8 @@ LABELS = {
         "cvar": "CVaR-sized budget",
     },
     "zh": {
-        "title": "濱江區2024年經濟高質量發展政策:申報、撥付與預算",
+        "title": "申報、撥付與預算",
+        "colon": ":",
         "claims_vs_budget": "各領域預計申報額與可用於兌現的預算",
         "claims": "區級承擔的申報額(萬元)",
         "budget": "兌現預算",
@@ -82,7 +84,7 @@ LABELS = {
         "waits": "各部門從申報到撥付的天數",
         "days": "天數",
         "queue": "每日待審申報數(按部門)",
-        "day": "2024年第幾天",
+        "day": "年內第幾天",
         "waiting": "待審數(各次模擬均值)",
         "tornado": "對申報總額影響最大的參數(逐一變動正負20%)",
         "change": "申報總額均值的變化(萬元)",
@@ -105,50 +107,6 @@ LABELS = {
         "cvar": "按CVaR測算的預算",
     },
 }
-
-BUREAUS_EN = {
-    "區科技局": "Science & Technology Bureau", "區經信局": "Economy & IT Bureau",
-    "區發改局": "Development & Reform Bureau", "區商務局": "Commerce Bureau",
-    "區文廣旅體局": "Culture & Tourism Bureau", "區衛生健康局": "Health Bureau",
-}
-
-# One-at-a-time sensitivity: (label en, label zh, override path, baseline value, upper bound).  The value
-# is scaled by the factor (each size class of a table); the path None scales the enterprise population.
-SENSITIVITY = (
-    ("R&D growth (mean)", "研發增速均值", "population.core.rd_growth.mean", 0.06, None),
-    ("R&D intensity, large firms", "大企業研發強度", "population.sizes.large.rd_intensity.median", 0.03, None),
-    ("R&D intensity, medium firms", "中型企業研發強度", "population.sizes.medium.rd_intensity.median", 0.035, None),
-    ("Revenue of large firms", "大企業營收", "population.sizes.large.revenue.median", 50000, None),
-    ("Technology-transaction reward rate (assumed 1%)", "技術交易獎勵比例(假設1%)",
-     "policy.rules.a15-tech-transactions.rate", 0.01, 1.0),
-    ("Incubated-firm rent subsidy share (assumed 50%)", "在孵企業房租補貼比例(假設50%)",
-     "policy.rules.a16-incubated-rent.rate", 0.5, 1.0),
-    ("Firms selling technology", "技術交易企業比例", "population.enterprise.tech_transaction_value.probability",
-     {"small": 0.02, "medium": 0.12, "large": 0.35}, 1.0),
-    ("Firms in incubators", "在孵企業比例", "population.enterprise.incubated_rent.probability", {"small": 0.05}, 1.0),
-    ("Insured exporters, large firms", "大企業出口信保投保率", "population.sizes.large.insured_exporter", 0.2, 1.0),
-    ("Export credit-insurance premiums", "出口信保保費", "population.shocks.export_credit_premium", 1.0, None),
-    ("Article 13 cap, larger firms", "第十三條大企業補助上限", "policy.rules.a13-rd-increase-large.cap", 300, None),
-    ("Bank credit-loan growth", "銀行信用貸款增量",
-     "population.segments.banks.attributes.credit_loan_increase.median", 15000, None),
-    ("Number of claimants (all segments)", "申報主體數量(全部類型)", None, 1.0, None),
-)
-
-
-def _override(path: str, value) -> dict:
-    """{"a": {"b": value}} from "a.b" (rule ids contain '-', never '.')."""
-    out: dict = value
-    for part in reversed(path.split(".")):
-        out = {part: out}
-    return out
-
-
-def _scaled(value, factor: float, upper: float | None):
-    if isinstance(value, dict):
-        return {k: _scaled(v, factor, upper) for k, v in value.items()}
-    scaled = value * factor
-    return min(scaled, upper) if upper is not None else scaled
-
 
 # ----------------------------------------------------------------------------- fonts
 def font_properties():
@@ -187,23 +145,32 @@ def domain_name(policy: Policy, key: str, lang: str) -> str:
     return domain.name_zh if lang == "zh" else domain.name_en
 
 
-def bureau_name(name: str, lang: str) -> str:
-    return name if lang == "zh" else BUREAUS_EN.get(name, name)
+def report_title(policy: Policy, lang: str) -> str:
+    """The model's short title in the report's language (``short_zh`` / ``short_en`` of ``[model]``)."""
+    meta = policy.meta
+    if lang == "en":
+        return meta.get("short_en") or meta.get("title_en") or meta.get("id", "")
+    return meta.get("short_zh") or meta.get("title_zh", "")
 
 
-def domain_claims_table(run: Run, policy: Policy) -> pd.DataFrame:
-    """Per domain: mean, P5/P50/P95 of district-paid claims, the claims budget, P(overrun), run-out."""
-    levels = montecarlo.level_totals(run.rules, "domain")
-    rows = []
-    for key in policy.domain_keys:
-        district = levels.loc[levels["key"] == key, "district"].to_numpy()
-        budget = policy.domain(key).claims_budget.value
-        rows.append({"domain": key, "mean": district.mean(), "p5": np.quantile(district, 0.05),
-                     "p50": np.quantile(district, 0.5), "p95": np.quantile(district, 0.95),
-                     "claims_budget": budget, "p_overrun": float((district > budget).mean()),
-                     "mean_shortfall": float(np.maximum(district - budget, 0).mean())})
-    table = pd.DataFrame(rows)
-    if "process_runout_summary" in run.tables:
+def bureau_labels(run: Run, lang: str) -> dict[str, str]:
+    """Bureau name -> label in the report's language (the model's English names, from the run)."""
+    if lang == "zh" or "process_bureaus" not in run:
+        return {}
+    table = run["process_bureaus"]
+    return {b: (e or b) for b, e in zip(table["bureau"], table["name_en"])}
+
+
+def domain_claims_table(run: Run) -> pd.DataFrame:
+    """Per domain: district-paid claims (mean, P5/P50/P95), the claims budget, P(overrun), mean shortfall,
+    and from the process stage P(runs out) and the median run-out date."""
+    summary = run.summary("domain")
+    table = pd.DataFrame({
+        "domain": summary["domain"], "mean": summary["district_mean"], "p5": summary["district_p5"],
+        "p50": summary["district_p50"], "p95": summary["district_p95"], "claims_budget": summary["claims_budget"],
+        "p_overrun": summary["p_overrun"], "mean_shortfall": summary["mean_shortfall"],
+    })
+    if "process_runout_summary" in run:
         runout = run["process_runout_summary"].set_index("domain")
         table["p_runout"] = table["domain"].map(runout["p_runout"])
         table["runout_date_p50"] = table["domain"].map(runout["runout_date_p50"])
@@ -211,68 +178,43 @@ def domain_claims_table(run: Run, policy: Policy) -> pd.DataFrame:
 
 
 def article_table(run: Run) -> pd.DataFrame:
-    """Replication x article district-paid claims (long)."""
-    out = montecarlo.level_totals(run.rules, "article").rename(columns={"key": "article"})
-    return out[["replication", "article", "district"]]
+    """Per article: mean and P5/P95 of district-paid claims, with the article's domain."""
+    summary = run.summary("article")
+    policy = run.policy()
+    domains = [policy.article(a).domain for a in summary["article"]]
+    return pd.DataFrame({"article": summary["article"], "domain": domains,
+                         "mean": summary["district_mean"], "p5": summary["district_p5"],
+                         "p95": summary["district_p95"]})
 
 
-def cash_fan_table(run: Run, policy: Policy) -> pd.DataFrame:
-    if "process_cash_fan" not in run.tables:
+def cash_fan_table(run: Run) -> pd.DataFrame:
+    if "process_cash_fan" not in run:
         return pd.DataFrame()
+    budgets = run.summary("domain").set_index("domain")["claims_budget"]
     fan = run["process_cash_fan"].copy()
-    fan["claims_budget"] = fan["domain"].map(lambda k: policy.domain(k).claims_budget.value)
+    fan["claims_budget"] = fan["domain"].map(budgets)
     return fan
 
 
 def waits_table(run: Run) -> pd.DataFrame:
-    return run["process_waits_bureau"] if "process_waits_bureau" in run.tables else pd.DataFrame()
+    return run["process_waits_bureau"] if "process_waits_bureau" in run else pd.DataFrame()
 
 
 def queue_table(run: Run) -> pd.DataFrame:
-    return run["process_queues"] if "process_queues" in run.tables else pd.DataFrame()
+    return run["process_queues"] if "process_queues" in run else pd.DataFrame()
 
 
-def sensitivity_table(base: scenario_module.Scenario, seed: int, replications: int = 10, n: int | None = None,
-                      step: float = 0.2) -> pd.DataFrame:
-    """One-at-a-time sensitivity of mean total district-paid claims to policy and population parameters.
-
-    Each parameter is moved down and up by ``step`` (20%) with the same seed as the base, so common
-    random numbers make the differences precise with few replications.
-    """
-    policy, spec = scenario_module.apply(base)
-    reference = _total(policy, spec, seed, replications, n)
-    rows = []
-    for label_en, label_zh, path, value, upper in SENSITIVITY:
-        totals = []
-        for factor in (1 - step, 1 + step):
-            if path is None:
-                totals.append(_total(policy, spec, seed, replications, n, scale=factor))
-                continue
-            data = {"name": f"sensitivity {label_en} x{factor:g}", "model": base.model,
-                    **_override(path, _scaled(value, factor, upper))}
-            changed_policy, changed_spec = scenario_module.apply(scenario_module.from_dict(data))
-            totals.append(_total(changed_policy, changed_spec, seed, replications, n))
-        rows.append({"parameter": label_en, "parameter_zh": label_zh, "base": reference,
-                     "low": totals[0] - reference, "high": totals[1] - reference})
-    table = pd.DataFrame(rows)
-    table["swing"] = (table["high"] - table["low"]).abs()
-    return table.sort_values("swing", ascending=False, ignore_index=True)
+def sensitivity_table(run: Run) -> pd.DataFrame:
+    return run["sensitivity"] if "sensitivity" in run else pd.DataFrame()
 
 
-def _total(policy, spec, seed, replications, n, scale: float = 1.0) -> float:
-    if n is not None:
-        n = int(round(n * scale))
-        scale = 1.0
-    result = montecarlo.run(policy, spec, replications, seed, n=n, scale=scale, progress=False)
-    return float(montecarlo.level_totals(result.rules, "domain").groupby("replication")["district"].sum().mean())
-
-
-def lp_table(run: Run, policy: Policy) -> pd.DataFrame:
-    """Coverage LP per domain (shortfall, shadow price) and the CVaR-sized budget, from RUN_DIR/budget."""
-    folder = run.path / "budget"
-    tables = load(folder).tables if (folder / "manifest.json").is_file() else budget_module.analyse(policy, run.rules)
-    cover = tables["coverage_domains"][["domain", "claims_budget", "claims", "shortfall", "shadow_price"]]
-    cvar = tables["cvar_budgets"][["domain", "cvar_budget"]]
+def lp_table(run: Run) -> pd.DataFrame:
+    """Coverage LP per domain (shortfall, shadow price) and the CVaR-sized budget, from the budget stage."""
+    stage = run.stage("budget")
+    if stage is None:
+        return pd.DataFrame()
+    cover = stage["coverage_domains"][["domain", "claims_budget", "claims", "shortfall", "shadow_price"]]
+    cvar = stage["cvar_budgets"][["domain", "cvar_budget"]]
     return cover.merge(cvar, on="domain")
 
 
@@ -296,18 +238,27 @@ def plot_domain_claims(table: pd.DataFrame, policy: Policy, lang: str, ax) -> No
     ax.xaxis.set_major_formatter(_thousands())
 
 
-def plot_article_distributions(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
+def plot_articles(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
+    """Mean district-paid claims per article, largest first, coloured by domain, with P5-P95 whiskers."""
     t = LABELS[lang]
-    articles = sorted(table["article"].unique())
-    data = [np.maximum(table.loc[table["article"] == a, "district"].to_numpy(), 1.0) for a in articles]
-    ax.boxplot(data, orientation="horizontal", showfliers=False, whis=(5, 95))
-    labels = [f"{a} {policy.article(a).heading_zh[:10]}" if lang == "zh" else f"{a} {policy.article(a).name_en[:28]}"
-              for a in articles]
-    ax.set_yticks(np.arange(1, len(articles) + 1), labels, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xscale("log")
+    table = table.sort_values("mean", ascending=True)
+    keys = list(policy.domain_keys)
+    colours = [DOMAIN_COLOURS[keys.index(d) % len(DOMAIN_COLOURS)] for d in table["domain"]]
+    y = np.arange(len(table))
+    ax.barh(y, table["mean"], color=colours)
+    ax.errorbar(table["mean"], y, xerr=[table["mean"] - table["p5"], table["p95"] - table["mean"]], fmt="none",
+                ecolor="black", capsize=2, linewidth=0.8)
+    labels = [f"{a} {policy.article(a).heading_zh}" if lang == "zh" else f"{a} {policy.article(a).name_en}"
+              for a in table["article"]]
+    ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlabel(t["claims"])
     ax.set_title(t["articles"])
+    ax.xaxis.set_major_formatter(_thousands())
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=DOMAIN_COLOURS[k % len(DOMAIN_COLOURS)], label=domain_name(policy, key, lang))
+               for k, key in enumerate(keys) if key in set(table["domain"])]
+    ax.legend(handles=handles, fontsize=7, loc="lower right")
 
 
 def plot_cash_fan(table: pd.DataFrame, policy: Policy, lang: str, axes) -> None:
@@ -325,9 +276,9 @@ def plot_cash_fan(table: pd.DataFrame, policy: Policy, lang: str, axes) -> None:
     axes[0].legend(fontsize=7, loc="upper left")
 
 
-def plot_waits(table: pd.DataFrame, lang: str, ax) -> None:
+def plot_waits(table: pd.DataFrame, labels: dict[str, str], lang: str, ax) -> None:
     t = LABELS[lang]
-    names = [bureau_name(b, lang) for b in table["bureau"]]
+    names = [labels.get(b, b) for b in table["bureau"]]
     y = np.arange(len(table))
     ax.barh(y - 0.2, table["days_to_payment_p50"], height=0.4, label=t["p50"], color="#55A868")
     ax.barh(y + 0.2, table["days_to_payment_p95"], height=0.4, label=t["p95"], color="#DD8452")
@@ -338,10 +289,10 @@ def plot_waits(table: pd.DataFrame, lang: str, ax) -> None:
     ax.legend(fontsize=8)
 
 
-def plot_queues(table: pd.DataFrame, lang: str, ax) -> None:
+def plot_queues(table: pd.DataFrame, labels: dict[str, str], lang: str, ax) -> None:
     t = LABELS[lang]
     for bureau, part in table.groupby("bureau", sort=False):
-        ax.plot(part["day"], part["waiting_mean"], label=bureau_name(bureau, lang), linewidth=1)
+        ax.plot(part["day"], part["waiting_mean"], label=labels.get(bureau, bureau), linewidth=1)
     ax.set_xlabel(t["day"])
     ax.set_ylabel(t["waiting"])
     ax.set_title(t["queue"])
@@ -386,60 +337,64 @@ def _thousands():
 
 
 # ----------------------------------------------------------------------------- the report
-def write_report(run_dir: str | Path, lang: str = "zh", out: str | Path | None = None,
-                 sensitivity_replications: int = 10, force: bool = True) -> Path:
-    """Write ``report.html`` (figures embedded), the PNG figures and the tables for a finished run."""
-    if lang not in LANGS:
-        raise FiscalsimError(f"--lang must be one of {', '.join(LANGS)}, got {lang!r}")
+def _figures(run: Run, policy: Policy, lang: str) -> tuple[dict[str, pd.DataFrame], dict[str, object]]:
+    """Every table the report shows and the figure drawn from each (matplotlib figures, not yet saved)."""
     import matplotlib.pyplot as plt
 
-    run = load(run_dir)
-    policy = run.policy()
-    _style(lang)
     t = LABELS[lang]
-    tables: dict[str, pd.DataFrame] = {"domain_claims": domain_claims_table(run, policy)}
+    tables: dict[str, pd.DataFrame] = {"domain_claims": domain_claims_table(run), "articles": article_table(run)}
     figures: dict[str, object] = {}
-
     fig, ax = plt.subplots(figsize=(9, 4.2))
     plot_domain_claims(tables["domain_claims"], policy, lang, ax)
     figures["claims_vs_budget"] = fig
-
-    tables["articles"] = article_table(run)
-    fig, ax = plt.subplots(figsize=(9, 6.5))
-    plot_article_distributions(tables["articles"], policy, lang, ax)
+    fig, ax = plt.subplots(figsize=(10, 7.5))
+    plot_articles(tables["articles"], policy, lang, ax)
     figures["articles"] = fig
-
-    fan = cash_fan_table(run, policy)
+    fan = cash_fan_table(run)
     if len(fan):
         tables["cash_fan"] = fan
-        fig, axes = plt.subplots(2, 3, figsize=(10, 5.5))
-        plot_cash_fan(fan, policy, lang, axes.ravel())
+        count = len(policy.domain_keys)
+        columns = min(3, count)
+        rows = -(-count // columns)
+        fig, axes = plt.subplots(rows, columns, figsize=(10, 2.8 * rows + 0.5), squeeze=False)
+        for ax in axes.ravel()[count:]:
+            ax.set_visible(False)
+        plot_cash_fan(fan, policy, lang, axes.ravel()[:count])
         fig.suptitle(t["cash"])
         fig.supxlabel(t["month"])
         fig.supylabel(t["cumulative"])
         figures["cash_fan"] = fig
-        tables["waits"] = waits_table(run)
-        tables["queues"] = queue_table(run)
+        tables["waits"], tables["queues"] = waits_table(run), queue_table(run)
+        labels = bureau_labels(run, lang)
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
-        plot_waits(tables["waits"], lang, left)
-        plot_queues(tables["queues"], lang, right)
+        plot_waits(tables["waits"], labels, lang, left)
+        plot_queues(tables["queues"], labels, lang, right)
         figures["waits_queues"] = fig
+    tables["sensitivity"] = sensitivity_table(run)
+    if len(tables["sensitivity"]):
+        fig, ax = plt.subplots(figsize=(9, 5))
+        plot_tornado(tables["sensitivity"], lang, ax)
+        figures["tornado"] = fig
+    tables["lp"] = lp_table(run)
+    if len(tables["lp"]):
+        fig, ax = plt.subplots(figsize=(9, 3.8))
+        plot_lp(tables["lp"], policy, lang, ax)
+        figures["lp"] = fig
+    return tables, figures
 
-    manifest = run.manifest
-    base = (scenario_module.load(manifest["scenario_file"]) if manifest.get("scenario_file")
-            else scenario_module.baseline(manifest.get("model")))
-    tables["sensitivity"] = sensitivity_table(base, int(manifest.get("seed", 0)), sensitivity_replications,
-                                              n=manifest.get("n"))
-    fig, ax = plt.subplots(figsize=(9, 5))
-    plot_tornado(tables["sensitivity"], lang, ax)
-    figures["tornado"] = fig
 
-    tables["lp"] = lp_table(run, policy)
-    fig, ax = plt.subplots(figsize=(9, 3.8))
-    plot_lp(tables["lp"], policy, lang, ax)
-    figures["lp"] = fig
+def write_report(run: Run | str | Path, lang: str = "zh", out: str | Path | None = None, force: bool = True,
+                 progress: bool = False) -> Path:
+    """Write ``report.html`` (figures embedded), the PNG figures and the tables for a run (a folder or a
+    :class:`~sim.results.Run`).  Reads the run's tables; computes nothing but the drawing."""
+    if lang not in LANGS:
+        raise FiscalsimError(f"--lang must be one of {', '.join(LANGS)}, got {lang!r}")
+    import matplotlib.pyplot as plt
 
-    out = Path(out) if out is not None else Path(run_dir) / "report"
+    run = run if isinstance(run, Run) else load(run)
+    policy = run.policy()
+    _style(lang)
+    tables, figures = _figures(run, policy, lang)
     pngs: dict[str, bytes] = {}
     for name, fig in figures.items():
         fig.tight_layout()
@@ -448,10 +403,11 @@ def write_report(run_dir: str | Path, lang: str = "zh", out: str | Path | None =
         plt.close(fig)
         pngs[name] = buffer.getvalue()
     page = _html(run, policy, lang, tables, pngs)
+    out = Path(out) if out is not None else Path(run.path) / "report"
     written = write_run(out, {k: v for k, v in tables.items() if len(v)},
                         {"kind": "fiscalsim report", "run": str(run.path), "lang": lang,
                          "figures": [f"{name}.png" for name in pngs]},
-                        force=force, files={"report.html": page}, binary={f"{n}.png": d for n, d in pngs.items()})
+                        force=force, files={"report.html": page, **{f"{n}.png": d for n, d in pngs.items()}})
     return written / "report.html"
 
 
@@ -474,13 +430,14 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
         f'data-file="{name}.png"></figure>' for name, data in pngs.items())
     replications = m.get("replications")
+    title = f"{report_title(policy, lang)}{t['colon']}{t['title']}"
     return f"""<!DOCTYPE html>
 <html lang="{'zh-Hant' if lang == 'zh' else 'en'}"><head><meta charset="utf-8">
-<title>{html.escape(t['title'])}</title>
+<title>{html.escape(title)}</title>
 <style>body{{font-family:"Noto Sans CJK TC","Noto Sans",sans-serif;max-width:1100px;margin:2em auto;color:#222}}
 table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:4px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}figure{{margin:1.5em 0}}img{{max-width:100%}}</style></head>
-<body><h1>{html.escape(t['title'])}</h1>
+<body><h1>{html.escape(title)}</h1>
 <p>{t['scenario']}: <b>{html.escape(str(m.get('scenario')))}</b> · {replications} {t['replications']} ·
 seed {m.get('seed')} · {m.get('population'):,} · {html.escape(t['generated'])}
 <code>{html.escape(str(run.path))}</code></p>
@@ -500,13 +457,9 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     domain_rows, article_rows = [], []
     for path in run_dirs:
         run = load(path)
-        policy = run.policy()
         name = run.manifest.get("scenario", str(path))
-        table = domain_claims_table(run, policy).assign(scenario=name, run=str(path))
-        domain_rows.append(table)
-        articles = article_table(run).groupby("article")["district"].agg(
-            mean="mean", p95=lambda x: np.quantile(x, 0.95)).reset_index()
-        article_rows.append(articles.assign(scenario=name, run=str(path)))
+        domain_rows.append(domain_claims_table(run).assign(scenario=name, run=str(path)))
+        article_rows.append(article_table(run).assign(scenario=name, run=str(path)))
     domains = pd.concat(domain_rows, ignore_index=True)
     columns = ["scenario", "domain", "mean", "p95", "claims_budget", "p_overrun", "mean_shortfall"]
     if "runout_date_p50" in domains:

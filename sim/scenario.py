@@ -2,24 +2,24 @@
 
 A scenario file (TOML) names a model and overrides any of its numbers::
 
-    name = "article-13-caps-up"
-    model = "binjiang-2024"
-    description = "Raise article 13's caps by half"
+    name = "rd-rate-up"
+    model = "template"
+    description = "Raise article 1's rate to 15%"
 
-    [policy.rules.a13-rd-increase-sme]
-    cap = 300
+    [policy.rules.t01-rd-increase]
+    rate = 0.15
 
-    [policy.domains.science_technology]
-    claims_budget = 91000
+    [policy.domains.innovation]
+    claims_budget = 1800
 
-    [population.core.rd_growth]
-    mean = 0.09
+    [population.claimants.enterprise.attributes.rd_log_growth]
+    mean = 0.10
 
-    [population.segments.iot-small]
-    count = 25000
+    [population.segments.small-firms]
+    count = 3500
 
     [population.shocks]
-    export_credit_premium = 0.8
+    export_value = 0.8
 
 The overrides are applied to a copy of the baseline's data (the baseline objects are immutable), and
 the result is validated by the same loaders as the model itself, so an override of a field that does
@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim import kinds
 from sim import policy as policy_module
 from sim import population as population_module
 from sim.errors import ScenarioError
@@ -42,8 +43,7 @@ from sim.validation import canonical_json, read_toml
 
 _TOP = {"name", "model", "description", "policy", "population", "process"}
 _POLICY_SECTIONS = {"rules", "domains"}
-_RULE_NUMBERS = {"rate", "cap", "threshold", "amount", "district_share", "intensity", "priority"}
-_KEYED_POPULATION = {"enterprise", "sizes", "sectors"}
+_RULE_NUMBERS = {*kinds.all_numbers(), "district_share", "intensity", "priority"}
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class Scenario:
 
 def baseline(model: str | None = None) -> Scenario:
     """The model as it is: a scenario with no overrides."""
-    return Scenario("baseline", model or policy_module.DEFAULT_MODEL, "The model as published.", canonical_json({}))
+    return Scenario("baseline", model or policy_module.default_model(), "The model as published.", canonical_json({}))
 
 
 def scenarios_root() -> Path:
@@ -97,11 +97,70 @@ def resolve(name_or_path: str | Path) -> Path:
 
 
 def load(name_or_path: str | Path) -> Scenario:
-    """Read a scenario file (or a bundled scenario by name) and check its shape."""
+    """Read a scenario file (or a bundled scenario by name) and validate it in full: policy, population and
+    process overrides, now, not half-way through a run."""
     data, shown = read_toml(resolve(name_or_path), ScenarioError, "no such scenario file")
     scenario = from_dict(data, origin=shown)
-    apply(scenario)  # validated in full now, not half-way through a run
+    policy, _ = apply(scenario)
+    apply_process(scenario, policy)
     return scenario
+
+
+def nested(path: str, value: Any) -> dict:
+    """{"a": {"b": value}} from "a.b" (rule, segment and bureau names contain no '.').
+
+    >>> nested("policy.rules.t02-matching.rate", 0.25)
+    {'policy': {'rules': {'t02-matching': {'rate': 0.25}}}}
+    """
+    out: Any = value
+    for part in reversed(path.split(".")):
+        out = {part: out}
+    return out
+
+
+def merged(base: dict, extra: dict) -> dict:
+    """A deep merge of two override tables, ``extra`` winning; neither is changed."""
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def extend(scenario: Scenario, overrides: dict, name: str) -> Scenario:
+    """The scenario with more overrides on top of its own (for sensitivity variants of a scenario run)."""
+    import json
+
+    combined = merged(json.loads(scenario.overrides), overrides)
+    return Scenario(name, scenario.model, scenario.description, canonical_json(combined), scenario.path)
+
+
+def value_at(policy: policy_module.Policy, spec: population_module.PopulationSpec, path: str) -> Any:
+    """The current value (a number, or a table of numbers per class) at a scenario override path."""
+    parts = path.split(".")
+    section, rest = parts[0], parts[1:]
+    if section == "policy" and len(rest) == 3 and rest[0] == "rules":
+        param = policy.rule(rest[1]).params().get(rest[2]) or (
+            policy.rule(rest[1]).priority if rest[2] == "priority" else None)
+        if param is None:
+            raise ScenarioError(f"{path}: rule {rest[1]} has no number {rest[2]!r}")
+        return param.value
+    if section == "policy" and len(rest) == 3 and rest[0] == "domains":
+        domain = policy.domain(rest[1])
+        return {"claims_budget": domain.claims_budget.value, "budget": domain.budget}[rest[2]]
+    if section == "population":
+        node: Any = spec.data()
+        for part in rest:
+            if isinstance(node, list):
+                node = next((x for x in node if isinstance(x, dict) and x.get("id") == part), None)
+            else:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is None:
+                raise ScenarioError(f"{path}: no such entry in the population specification")
+        return node
+    raise ScenarioError(f"{path}: not a policy rule or domain number, nor a population entry")
 
 
 def from_dict(data: dict[str, Any], origin: str = "<scenario>") -> Scenario:
@@ -117,7 +176,7 @@ def from_dict(data: dict[str, Any], origin: str = "<scenario>") -> Scenario:
         if extra:
             raise ScenarioError(f"{origin}: {section}.{sorted(extra)[0]} cannot be overridden "
                                 f"(allowed: {', '.join(sorted(allowed))})")
-    return Scenario(data["name"], str(data.get("model", policy_module.DEFAULT_MODEL)),
+    return Scenario(data["name"], str(data.get("model") or policy_module.default_model()),
                     str(data.get("description", "")), canonical_json(overrides), origin)
 
 
@@ -139,7 +198,7 @@ def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -
             if key in _RULE_NUMBERS:
                 rules[rule_id][key] = _mark(value, reason)
             elif key == "tiers":
-                rules[rule_id][key] = [{"at": t["at"], "amount": _mark(t["amount"], reason)} for t in value]
+                rules[rule_id][key] = _tiers(value, f"{where}: policy.rules.{rule_id}.tiers", reason)
             else:
                 raise ScenarioError(f"{where}: policy.rules.{rule_id}.{key}: only numbers can be overridden "
                                     f"({', '.join(sorted(_RULE_NUMBERS | {'tiers'}))})")
@@ -156,6 +215,20 @@ def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -
                 raise ScenarioError(f"{where}: policy.domains.{key}.{field}: only budget and claims_budget "
                                     "can be overridden")
     return data
+
+
+def _tiers(value: Any, where: str, reason: str) -> list[dict]:
+    """A scenario's tiers: a list of tables each with `at` and one value (amount or rate), values marked."""
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise ScenarioError(f"{where}: must be a list of tables such as {{ at = 4, amount = 20 }}")
+    out = []
+    for i, tier in enumerate(value, start=1):
+        values = [k for k in tier if k != "at"]
+        if "at" not in tier or len(values) != 1:
+            raise ScenarioError(f"{where}, tier {i}: give `at` and one value (amount or rate), got "
+                                f"{', '.join(sorted(tier)) or 'nothing'}")
+        out.append({"at": tier["at"], values[0]: _mark(tier[values[0]], reason)})
+    return out
 
 
 def _merge(target: dict, override: dict, path: str, where: str) -> None:
@@ -180,11 +253,6 @@ def _apply_population(data: dict, overrides: dict, where: str) -> dict:
                 _merge(segments[segment_id], fields, f"population.segments.{segment_id}", where)
         elif key == "shocks":
             data.setdefault("shocks", {}).update(value)
-        elif key in _KEYED_POPULATION:
-            for name, fields in value.items():
-                if name not in data.get(key, {}):
-                    raise ScenarioError(f"{where}: population.{key}.{name}: no such entry in the model")
-                _merge(data[key][name], fields, f"population.{key}.{name}", where)
         elif key in data and isinstance(value, dict):
             _merge(data[key], value, f"population.{key}", where)
         else:

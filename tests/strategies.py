@@ -9,10 +9,10 @@ def interesting_points(policy, name):
     points = {0.0}
     for rule in policy.rules:
         if rule.base == name:
-            if rule.threshold is not None:
-                points.add(rule.threshold.value)
-            if rule.cap is not None and rule.rate is not None and rule.rate.value > 0:
-                points.add(rule.cap.value / rule.rate.value)
+            if rule.number("threshold") is not None:
+                points.add(rule.number("threshold").value)
+            if rule.number("cap") is not None and rule.number("rate") is not None and rule.number("rate").value > 0:
+                points.add(rule.number("cap").value / rule.number("rate").value)
             if rule.kind == "tiered":
                 points.update(t.at for t in rule.tiers)
         if rule.tier_base == name:
@@ -35,6 +35,20 @@ def value_strategy(policy, attribute):
         st.sampled_from(interesting_points(policy, attribute.name)),
         st.floats(low, 100000.0, allow_nan=False, allow_infinity=False),
     )
+
+
+def random_table(policy, n, rng, flag_share=0.2, top_count=6):
+    """Columns for every input attribute: flags, counts 0..top_count-1, lognormal money (some negative
+    where the attribute may be)."""
+    table = {}
+    for a in policy.input_attributes():
+        if a.type == "bool":
+            table[a.name] = (rng.random(n) < flag_share).astype(float)
+        elif a.type == "int":
+            table[a.name] = rng.integers(0, top_count, n).astype(float)
+        else:
+            table[a.name] = rng.lognormal(5, 2.5, n) - (rng.lognormal(4, 2, n) if a.min < 0 else 0)
+    return table
 
 
 @st.composite

@@ -1,4 +1,4 @@
-"""The hand-worked cases of models/binjiang-2024/examples/, and their coverage of every rule."""
+"""The hand-worked cases of every bundled model's examples/, and their coverage of every rule."""
 
 import numpy as np
 import pytest
@@ -6,8 +6,10 @@ import pytest
 import sim.policy
 from sim.awards import evaluate
 
-POLICY = sim.policy.load()
-EXAMPLES = sim.policy.load_examples(policy=POLICY)
+MODELS = sorted(p.name for p in sim.policy.models_root().iterdir() if (p / "policy.toml").is_file())
+POLICIES = {m: sim.policy.load(m) for m in MODELS}
+CASES = [(m, e) for m in MODELS for e in sim.policy.load_examples(m, policy=POLICIES[m])]
+RULES = [(m, r) for m in MODELS for r in POLICIES[m].rules]
 
 
 def firm_row(policy, facts):
@@ -19,42 +21,43 @@ def firm_row(policy, facts):
     return row
 
 
-@pytest.mark.parametrize("case", EXAMPLES, ids=[f"a{e.article:02d}-{i}" for i, e in enumerate(EXAMPLES)])
-def test_worked_example(case):
-    awards = evaluate(POLICY, firm_row(POLICY, case.firm))
-    gross = dict(zip(POLICY.rule_ids, awards.gross[:, 0]))
-    district = dict(zip(POLICY.rule_ids, awards.district[:, 0]))
+@pytest.mark.parametrize("model, case", CASES, ids=[f"{m}-a{e.article:02d}-{i}" for i, (m, e) in enumerate(CASES)])
+def test_worked_example(model, case):
+    policy = POLICIES[model]
+    awards = evaluate(policy, firm_row(policy, case.firm))
+    gross = dict(zip(policy.rule_ids, awards.gross[:, 0]))
+    district = dict(zip(policy.rule_ids, awards.district[:, 0]))
     for rule_id, expected in case.expect.items():
         assert gross[rule_id] == pytest.approx(expected, abs=1e-9), f"{case.name}: {rule_id}"
     for rule_id, expected in case.expect_district.items():
         assert district[rule_id] == pytest.approx(expected, abs=1e-9), f"{case.name}: {rule_id} district"
 
 
-def _cases_for(rule):
-    return [(e.firm, e.expect[rule.id]) for e in EXAMPLES if rule.id in e.expect]
+def _cases_for(model, rule):
+    return [(e.firm, e.expect[rule.id]) for m, e in CASES if m == model and rule.id in e.expect]
 
 
-@pytest.mark.parametrize("rule", POLICY.rules, ids=POLICY.rule_ids)
-def test_every_rule_is_worked_in_each_regime(rule):
-    cases = _cases_for(rule)
+@pytest.mark.parametrize("model, rule", RULES, ids=[f"{m}-{r.id}" for m, r in RULES])
+def test_every_rule_is_worked_in_each_regime(model, rule):
+    cases = _cases_for(model, rule)
     assert any(v == 0 for _, v in cases), "needs a case with no award (ineligible or zero base)"
     assert any(v > 0 for _, v in cases), "needs a case with an award"
-    if rule.threshold is not None:
-        t = rule.threshold.value
+    if rule.number("threshold") is not None:
+        t = rule.number("threshold").value
         assert any(f.get(rule.base) == t and v > 0 for f, v in cases), "needs a case at the threshold"
         assert any(0 < f.get(rule.base, 0) < t and v == 0 for f, v in cases), "needs a case just below"
-    if rule.cap is not None:
-        cap = rule.cap.value
+    if rule.number("cap") is not None:
+        cap = rule.number("cap").value
         assert any(v == pytest.approx(cap) for _, v in cases), "needs a case at the cap"
-        rate = rule.rate.value if rule.rate else rule.amount.value
+        rate = rule.number("rate").value if rule.number("rate") else rule.number("amount").value
         assert any(f.get(rule.base, 0) * rate > cap for f, _ in cases), "needs a case above the cap"
     for tier in rule.tiers:
         tb = rule.tier_base or rule.base
-        assert any(f.get(tb) == tier.at and v == tier.amount.value for f, v in cases), f"tier at {tier.at}"
+        assert any(f.get(tb) == tier.at and v == tier.value.value for f, v in cases), f"tier at {tier.at}"
     if rule.eligibility:
         assert any(v == 0 and f.get(rule.base, 0) > 0 and not _eligible(rule, f) for f, v in cases), \
             "needs an ineligible claimant whose base would otherwise earn an award"
-    if rule.kind in ("rate", "external_share", "per_unit") and rule.cap is None:
+    if rule.kind in ("rate", "external_share", "per_unit") and rule.number("cap") is None:
         assert len({f.get(rule.base) for f, v in cases if v > 0}) >= 2, "needs two mid-range cases"
 
 
@@ -67,6 +70,7 @@ def _eligible(rule, facts):
     return True
 
 
-def test_every_article_with_rules_has_an_example_file():
-    with_rules = {r.article for r in POLICY.rules}
-    assert with_rules == {e.article for e in EXAMPLES}
+@pytest.mark.parametrize("model", MODELS)
+def test_every_article_with_rules_has_an_example_file(model):
+    with_rules = {r.article for r in POLICIES[model].rules}
+    assert with_rules == {e.article for m, e in CASES if m == model}

@@ -6,7 +6,7 @@ from hypothesis import HealthCheck, given, settings
 import sim.fused as fused
 import sim.policy
 from sim.awards import evaluate
-from tests.strategies import claimant_tables
+from tests.strategies import claimant_tables, random_table
 
 POLICY = sim.policy.load()
 COMPILED = fused.compile_rules(POLICY)
@@ -32,15 +32,7 @@ def test_fused_equals_numpy_on_edge_values(table):
 def test_fused_equals_numpy_on_large_blocks_serial_and_parallel():
     rng = np.random.default_rng(3)
     for n in (1, fused.CHUNK - 1, fused.CHUNK + 1, fused.PARALLEL_FROM + 12345):
-        table = {}
-        for a in POLICY.input_attributes():
-            if a.type == "bool":
-                table[a.name] = (rng.random(n) < 0.2).astype(float)
-            elif a.type == "int":
-                table[a.name] = rng.integers(0, 6, n).astype(float)
-            else:
-                table[a.name] = rng.lognormal(5, 2.5, n) - (rng.lognormal(4, 2, n) if a.min < 0 else 0)
-        assert_identical(table)
+        assert_identical(random_table(POLICY, n, rng))
 
 
 def test_lane_sum_is_the_kernels_reduction():

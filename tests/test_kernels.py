@@ -87,15 +87,15 @@ def test_co_funded_share(award, share):
 
 def _upper_bound(rule):
     bounds = []
-    if rule.cap is not None:
-        bounds.append(rule.cap.value)
+    if rule.number("cap") is not None:
+        bounds.append(rule.number("cap").value)
     elif rule.kind == "fixed":
-        bounds.append(rule.amount.value)
+        bounds.append(rule.number("amount").value)
     elif rule.kind == "tiered":
-        bounds.append(max(t.amount.value for t in rule.tiers))
+        bounds.append(max(t.value.value for t in rule.tiers))
     else:
         return np.inf
-    bounds.extend(t.amount.value for t in rule.tiers)
+    bounds.extend(t.value.value for t in rule.tiers)
     return max(bounds) * rule.intensity.value
 
 
@@ -108,8 +108,8 @@ def test_every_rule_bounded_monotone_and_zero_when_ineligible(rule, data):
     assert np.all(award >= 0) and np.all(award <= _upper_bound(rule) + 1e-9)
     if rule.eligibility:
         assert np.all(award[~eligible(table, rule.eligibility)] == 0)
-    if rule.threshold is not None and not rule.tiers:
-        assert np.all(award[table[rule.base] < rule.threshold.value] == 0)
+    if rule.number("threshold") is not None and not rule.tiers:
+        assert np.all(award[table[rule.base] < rule.number("threshold").value] == 0)
     # Non-decreasing in the base: raise every base value, nothing falls.
     bump = data.draw(value_strategy(POLICY, POLICY.attribute(rule.base)))
     raised = dict(table)

@@ -86,8 +86,8 @@ def test_article_11_is_split_with_the_city_and_article_13_has_its_tiers():
         if expected:
             assert rule.district_share.value == expected and rule.judgement
     sme, large = POLICY.rule("a13-rd-increase-sme"), POLICY.rule("a13-rd-increase-large")
-    assert [(t.at, t.amount.value) for t in sme.tiers] == [(10000, 200)]
-    assert [(t.at, t.amount.value) for t in large.tiers] == [(50000, 300)]
+    assert [(t.at, t.value.value) for t in sme.tiers] == [(10000, 200)]
+    assert [(t.at, t.value.value) for t in large.tiers] == [(50000, 300)]
 
 
 def test_targets_quote_the_text():
@@ -106,6 +106,6 @@ def test_reading_is_stated_once():
 
 def test_policy_is_immutable():
     with pytest.raises(AttributeError):
-        POLICY.rules[0].cap = None
+        POLICY.rules[0].tiers = ()
     with pytest.raises(TypeError):
         POLICY.claimants["x"] = "y"

@@ -42,13 +42,14 @@ def test_capped_thresholded_rate_on_lognormal_base_matches_closed_form():
     threshold = 3000.0
     policy = edited_policy(lambda rules: rules["a38-bank-credit-loans"].update(threshold=threshold))
     banks = only("banks", 3000)
-    g = banks.segments[0].generators[0]
+    segment = banks.segments[0]
+    g = segment.steps[0]
     rule = policy.rule("a38-bank-credit-loans")
-    rate, cap = rule.rate.value, rule.cap.value
-    mu, sigma = math.log(g.median), g.sigma
+    rate, cap = rule.number("rate").value, rule.number("cap").value
+    mu, sigma = math.log(g.number("median", segment)), g.number("sigma", segment)
     knee = max(cap / rate, threshold)  # where the cap starts to bind (above the threshold)
     assert threshold < cap / rate
-    per_bank = g.probability * (rate * lognormal_partial_mean(mu, sigma, threshold, knee)
+    per_bank = g.number("probability", segment) * (rate * lognormal_partial_mean(mu, sigma, threshold, knee)
                                 + cap * special.ndtr(-(math.log(knee) - mu) / sigma))
     expected = 3000 * per_bank
     result = mc.run(policy, banks, replications=300, seed=3, progress=False)
@@ -60,8 +61,8 @@ def test_capped_thresholded_rate_on_lognormal_base_matches_closed_form():
 
 def test_fixed_award_on_bernoulli_event_matches_the_binomial():
     teams = only("research-teams", 40)
-    p = teams.segments[0].generators[0].probability
-    amount = POLICY.rule("a18-leading-team").amount.value
+    p = teams.segments[0].steps[0].number("probability", teams.segments[0])
+    amount = POLICY.rule("a18-leading-team").number("amount").value
     result = mc.run(POLICY, teams, replications=4000, seed=9, progress=False)
     totals = result.rules[result.rules["rule"] == "a18-leading-team"]["award"].to_numpy()
     mean, var = 40 * p * amount, 40 * p * (1 - p) * amount**2
@@ -107,26 +108,31 @@ def test_same_seed_identical_results_and_replications_differ():
 
 def test_results_do_not_depend_on_how_blocks_are_grouped(monkeypatch):
     scaled = dataclasses.replace(SPEC)
-    reference = mc.run(POLICY, scaled, replications=2, seed=8, scale=2.5, progress=False)
+    reference = mc.run(POLICY, scaled, replications=2, seed=8, scale=3.5, progress=False)
     # Same blocks combined in another order give the same bits (math.fsum is exact).
-    counts = SPEC.counts(scale=2.5)
-    plan = pop.block_plan(counts)
-    parts = mc.task_totals(POLICY, SPEC, 8, 0, plan)
+    job = mc.ClaimsJob(POLICY, SPEC, 8, SPEC.counts(scale=3.5))
+    parts = [t for k in range(len(job.plan)) for t in mc.replication_task(job, (0, (k,))).totals]
+    assert len(parts) > 25  # the largest segments span several blocks
     shuffled = mc.combine(parts[::-1])
     assert np.array_equal(shuffled.award, reference.rules[reference.rules["replication"] == 0]["award"].to_numpy())
 
 
 def test_dask_local_cluster_gives_bit_identical_results(monkeypatch):
     distributed = pytest.importorskip("dask.distributed")
-    reference = mc.run(POLICY, SPEC, replications=3, seed=17, n=150_000, progress=False)
-    monkeypatch.setattr(mc, "BLOCKS_PER_TASK", 1)  # also split each replication into block tasks
+    from sim.executors import Dask
+
+    reference = mc.run(POLICY, SPEC, replications=3, seed=17, n=150_000, keep_claims=2, progress=False)
+    monkeypatch.setattr(mc, "CLAIMANTS_PER_TASK", 1)  # also split each replication into one task per block
     for workers in (1, 2):
         with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                       dashboard_address=None) as cluster, distributed.Client(cluster) as client:
-            result = mc.run(POLICY, SPEC, replications=3, seed=17, n=150_000, client=client, progress=False)
+            result = mc.run(POLICY, SPEC, replications=3, seed=17, n=150_000, keep_claims=2,
+                            executor=Dask(client), progress=False)
         assert result.settings["workers"] == workers
         pd.testing.assert_frame_equal(result.rules, reference.rules, check_exact=True)
         pd.testing.assert_frame_equal(result.firms, reference.firms, check_exact=True)
+        for mine, theirs in zip(result.claims, reference.claims):
+            assert np.array_equal(mine.rule, theirs.rule) and np.array_equal(mine.amount, theirs.amount)
 
 
 def test_common_random_numbers_identical_scenario_and_a_cap_change():
@@ -174,7 +180,7 @@ def test_summary_has_the_statistics_and_overrun_probability():
 def test_run_folder_round_trip(tmp_path):
     result = mc.run(POLICY, SPEC, replications=2, seed=1, n=5000, progress=False)
     out = results.write_run(tmp_path / "run", {"rules": result.rules, "summary_domain": result.summary()},
-                            {"seed": 1})
+                            {"kind": "fiscalsim test", "seed": 1})
     loaded = results.load(out)
     assert loaded.manifest["seed"] == 1 and "numpy" in loaded.manifest["versions"]
     pd.testing.assert_frame_equal(loaded.rules, result.rules, check_dtype=False, check_categorical=False)
@@ -197,7 +203,8 @@ def test_interrupted_write_leaves_nothing_that_looks_complete(tmp_path):
 
 
 def test_force_replaces_a_run_atomically(tmp_path):
-    results.write_run(tmp_path / "run", {"t": pd.DataFrame({"a": [1]})}, {"v": 1})
-    results.write_run(tmp_path / "run", {"t": pd.DataFrame({"a": [2]})}, {"v": 2}, force=True)
+    results.write_run(tmp_path / "run", {"t": pd.DataFrame({"a": [1]})}, {"kind": "fiscalsim test", "v": 1})
+    results.write_run(tmp_path / "run", {"t": pd.DataFrame({"a": [2]})}, {"kind": "fiscalsim test", "v": 2},
+                      force=True)
     assert results.load(tmp_path / "run").manifest["v"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["run"]

@@ -66,32 +66,43 @@ def single_segment(segment_id, count):
     return dataclasses.replace(SPEC, segments=(dataclasses.replace(segment, count=count),))
 
 
+def enterprise_step(name):
+    return next(s for s in SPEC.programme("enterprise").steps if s.attribute == name)
+
+
 def test_marginals_match_the_spec():
     spec = single_segment("iot-large", 40000)
+    segment = spec.segments[0]
     frame = pop.population_frame(spec, 2)
-    size = SPEC.sizes["large"]
+    revenue = enterprise_step("revenue").lognormal(segment)
     # Revenue: lognormal body with a Pareto tail above the 90th percentile.
-    assert stats.kstest(frame["revenue"], size.revenue.cdf).pvalue > 1e-3
+    assert revenue.tail_from == 0.9 and revenue.tail_alpha == 2.0
+    assert stats.kstest(frame["revenue"], revenue.cdf).pvalue > 1e-3
     assert np.quantile(frame["revenue"], 0.9) == pytest.approx(
-        size.revenue.median * math.exp(size.revenue.sigma * stats.norm.ppf(0.9)), rel=0.03)
+        revenue.median * math.exp(revenue.sigma * stats.norm.ppf(0.9)), rel=0.03)
     tail = frame["revenue"][frame["revenue"] > np.quantile(frame["revenue"], 0.99)]
     hill = 1 / np.mean(np.log(tail / tail.min()))  # Hill estimator of the tail exponent
-    assert hill == pytest.approx(size.revenue.tail_alpha, rel=0.2)
+    assert hill == pytest.approx(revenue.tail_alpha, rel=0.2)
     # R&D intensity of performers: lognormal (median x sector multiplier, sigma).
     performers = frame[frame["rd_spending"] > 0]
     intensity = performers["rd_spending"] / performers["revenue"]
-    median = size.rd_intensity.median * SPEC.sectors["iot"].rd_multiplier
-    assert stats.kstest(np.log(intensity / median) / size.rd_intensity.sigma, "norm").pvalue > 1e-3
+    shape = enterprise_step("rd_intensity").lognormal(segment)
+    assert shape.median == pytest.approx(0.03 * 1.3)
+    assert stats.kstest(np.log(intensity / shape.median) / shape.sigma, "norm").pvalue > 1e-3
     n = len(frame)
-    for share, p in ((len(performers) / n, size.rd_performer),
-                     ((frame["export_credit_premium"] > 0).mean(), size.insured_exporter),
-                     (frame["manufacturing"].mean(), SPEC.sectors["iot"].manufacturing_share)):
+    for share, p in ((len(performers) / n, enterprise_step("rd_performer").number("probability", segment)),
+                     ((frame["export_credit_premium"] > 0).mean(),
+                      enterprise_step("export_insured").number("probability", segment)),
+                     (frame["manufacturing"].mean(), enterprise_step("manufacturing").number("probability", segment))):
         assert abs(share - p) < 4 * math.sqrt(p * (1 - p) / n)
     # R&D growth: log(rd / previous rd) is normal(mean, sd).
+    growth = enterprise_step("rd_log_growth")
     log_growth = -np.log1p(-performers["rd_increase"] / performers["rd_spending"])
-    assert stats.kstest((log_growth - SPEC.rd_growth_mean) / SPEC.rd_growth_sd, "norm").pvalue > 1e-3
+    assert stats.kstest((log_growth - growth.number("mean", segment)) / growth.number("sd", segment),
+                        "norm").pvalue > 1e-3
     # Technology-SME scale is revenue within the national limit.
-    assert np.array_equal(frame["tech_sme_scale"], frame["revenue"] <= SPEC.tech_sme_revenue_limit)
+    limit = enterprise_step("tech_sme_scale").number("limit", segment)
+    assert np.array_equal(frame["tech_sme_scale"], frame["revenue"] <= limit)
 
 
 def test_copula_rank_correlations_are_recovered():
@@ -99,7 +110,7 @@ def test_copula_rank_correlations_are_recovered():
     performers = frame[frame["rd_spending"] > 0]
     intensity = performers["rd_spending"] / performers["revenue"]
     log_growth = -np.log1p(-performers["rd_increase"] / performers["rd_spending"])
-    corr = SPEC.correlation
+    corr = SPEC.programme("enterprise").correlation
     n = len(performers)
     for x, y, rho in ((performers["revenue"], intensity, corr[0, 1]),
                       (intensity, log_growth, corr[1, 2]),
@@ -118,21 +129,21 @@ def test_recognition_factor_links_events_to_size_and_rd():
 def _count_variance(spec, attribute):
     var = 0.0
     for segment, count in zip(spec.segments, spec.counts()):
-        for g in spec.generators_of(segment):
-            if g.attribute != attribute:
-                continue
-            reach = pop._applies(g, segment, spec.sectors)
-            if g.kind in ("event", "amount"):
-                p = reach * g.level(g.probability, segment.size)
-                var += count * p * (1 - p)
-            elif g.kind == "count":
-                mu = reach * g.level(g.mean, segment.size)
-                var += count * (mu + mu * mu * (math.exp(g.loading**2) - 1))
+        step = spec.step(segment, attribute)
+        if step is None:
+            continue
+        if step.kind == "count":
+            mu = step.number("mean", segment) if step.reaches(segment) else 0.0
+            var += count * (mu + mu * mu * (math.exp(step.loading**2) - 1))
+        else:
+            p = spec.share_set(segment, attribute)
+            var += count * p * (1 - p)
     return var
 
 
-EVENT_ATTRIBUTES = sorted({g.attribute for s in SPEC.segments for g in SPEC.generators_of(s)
-                           if g.kind != "categorical"})
+EVENT_ATTRIBUTES = sorted({g.attribute for s in SPEC.segments for g in SPEC.steps_of(s)
+                           if g.kind in ("event", "amount", "count", "bernoulli", "factor_event")
+                           and g.attribute in SPEC.columns})
 
 
 @pytest.mark.parametrize("attribute", EVENT_ATTRIBUTES)
@@ -140,7 +151,7 @@ def test_event_counts_match_their_expectation(attribute):
     total = 0.0
     for chunk in pop.generate(SPEC, 21):
         values = chunk.columns[attribute]
-        kind = next(g.kind for s in SPEC.segments for g in SPEC.generators_of(s) if g.attribute == attribute)
+        kind = next(g.kind for s in SPEC.segments for g in SPEC.steps_of(s) if g.attribute == attribute)
         total += values.sum() if kind == "count" else (values > 0).sum()
     expected, sd = SPEC.expected(attribute), math.sqrt(_count_variance(SPEC, attribute))
     assert abs(total - expected) <= 4 * sd + 1e-9, (total, expected, sd)
@@ -148,8 +159,8 @@ def test_event_counts_match_their_expectation(attribute):
 
 def test_categorical_and_per_claimant_segments():
     frame = pop.population_frame(single_segment("incubators", 20000), 1)
-    g = next(g for g in SPEC.segments[[s.id for s in SPEC.segments].index("incubators")].generators
-             if g.attribute == "incubator_stars")
+    segment = SPEC.segments[[s.id for s in SPEC.segments].index("incubators")]
+    g = SPEC.step(segment, "incubator_stars")
     observed = frame["incubator_stars"].value_counts(normalize=True).reindex(g.values, fill_value=0)
     for value, p in zip(g.values, g.probabilities):
         assert abs(observed[value] - p) < 4 * math.sqrt(p * (1 - p) / len(frame))
@@ -167,22 +178,19 @@ def test_calibration_targets_from_the_text_are_met_in_expectation():
 def test_every_rule_has_someone_who_can_claim_it():
     counts = SPEC.counts()
     for rule in POLICY.rules:
-        if rule.base in pop.CORE_COLUMNS:
-            assert any(s.claimant == rule.claimant for s in SPEC.segments)
-        else:
-            assert SPEC.expected(rule.base, counts) > 0 or any(
-                g.attribute == rule.base and g.kind == "categorical"
-                for s in SPEC.segments for g in SPEC.generators_of(s)), rule.id
+        assert any(s.claimant == rule.claimant for s in SPEC.segments)
+        if SPEC.has_expectation(rule.base):
+            assert SPEC.expected(rule.base, counts) > 0, rule.id
 
 
 def test_generated_population_earns_awards_under_every_frequent_rule():
     from sim.awards import evaluate
     frame = pop.population_frame(SPEC, 0, scale=4)
     totals = evaluate(POLICY, frame, validate=True).rule_table().set_index("rule")["award"]
-    expected_claims = {r.id: SPEC.expected(r.base) if r.base not in pop.CORE_COLUMNS else 100 for r in POLICY.rules}
-    for rule_id, claims in expected_claims.items():
+    for rule in POLICY.rules:
+        claims = SPEC.expected(rule.base) if SPEC.has_expectation(rule.base) else 100
         if claims * 4 >= 5:
-            assert totals[rule_id] > 0, rule_id
+            assert totals[rule.id] > 0, rule.id
 
 
 def test_memory_is_bounded_by_the_chunk_not_the_population():
@@ -211,23 +219,30 @@ def load_edited(tmp_path, text):
 
 
 SPEC_CASES = {
-    "negative sigma": (TEXT.replace("revenue = { median = 200, sigma = 1.3 }", "revenue = { median = 200, sigma = -1.3 }"),
-                       "size small, revenue: sigma must be >= 0, got -1.3"),
+    "negative sigma": (TEXT.replace("sigma = { small = 1.3, medium = 0.8, large = 1.0 }",
+                                    "sigma = { small = -1.3, medium = 0.8, large = 1.0 }"),
+                       "claimants.enterprise.attributes.revenue: sigma.small must be >= 0, got -1.3"),
     "correlation not PSD": (TEXT.replace("[1.00, 0.10, 0.05, 0.30, 0.35],\n  [0.10, 1.00,", "[1.00, 0.99, 0.05, 0.30, 0.35],\n  [0.99, 1.00,", 1)
                             .replace("[0.35, 0.45, 0.15, 0.15, 1.00]", "[0.35, -0.95, 0.15, 0.15, 1.00]")
                             .replace("[0.10, 1.00, 0.20, 0.10, 0.45]", "[0.99, 1.00, 0.20, 0.10, -0.95]"),
                             "correlation matrix is not positive semi-definite"),
     "correlation not symmetric": (TEXT.replace("[0.05, 0.20, 1.00, 0.05, 0.15]", "[0.05, 0.25, 1.00, 0.05, 0.15]"),
-                                  "[copula]: correlation must be symmetric"),
+                                  "[claimants.enterprise] copula: correlation must be symmetric"),
     "probability above 1": (TEXT.replace("probability = { small = 0.014, medium = 0.01, large = 0.0 }",
                                          "probability = { small = 1.4, medium = 0.01, large = 0.0 }"),
-                            "enterprise.new_prov_tech_sme: probability.small must lie in [0, 1], got 1.4"),
-    "unknown attribute": (TEXT.replace("[enterprise.new_chuying]", "[enterprise.new_chuyin]"),
-                          "enterprise.new_chuyin: unknown attribute 'new_chuyin'"),
-    "rule attribute left ungenerated": (TEXT.replace("[enterprise.new_chuying]", "[enterprise.new_chuyin]"),
+                            "enterprise.attributes.new_prov_tech_sme: probability.small must lie in [0, 1], got 1.4"),
+    "per-class table naming no dimension": (TEXT.replace("probability = { small = 0.014, medium = 0.01, large = 0.0 }",
+                                                         "probability = { small = 0.014, medium = 0.01, huge = 0.0 }"),
+                                            "probability names ['huge', 'medium', 'small'], not the classes of one dimension"),
+    "per-class table missing a class": (TEXT.replace("probability = { small = 0.014, medium = 0.01, large = 0.0 }",
+                                                     "probability = { small = 0.014, medium = 0.01 }"),
+                                        "probability lacks size class ['large']"),
+    "unknown attribute": (TEXT.replace("[claimants.enterprise.attributes.new_chuying]", "[claimants.enterprise.attributes.new_chuyin]"),
+                          "enterprise.attributes.new_chuyin: unknown attribute 'new_chuyin'"),
+    "rule attribute left ungenerated": (TEXT.replace("[claimants.enterprise.attributes.new_chuying]", "[claimants.enterprise.attributes.new_chuyin]"),
                                         "attribute new_chuying (read by the policy's rules) is generated for no enterprise segment"),
     "unknown key": (TEXT.replace("loading = 0.6\nassumed = true\nwhy = \"No count of municipal", "loadings = 0.6\nassumed = true\nwhy = \"No count of municipal"),
-                    "enterprise.new_chuying: unknown key 'loadings'"),
+                    "enterprise.attributes.new_chuying: unknown key 'loadings'"),
     "unknown sector": (TEXT.replace('sector = "biomed"\nsize = "medium"', 'sector = "biomedicine"\nsize = "medium"'),
                        "segment biomed-medium: unknown sector 'biomedicine'"),
     "negative count": (TEXT.replace("count = 45\n", "count = -45\n"), "segment banks: count must be >= 0, got -45"),
@@ -238,6 +253,11 @@ SPEC_CASES = {
                                                   "probabilities must lie in [0, 1] and add to 1"),
     "claimant mismatch": (TEXT.replace("[segments.attributes.new_leading_team]", "[segments.attributes.new_chuying]"),
                           "attribute 'new_chuying' belongs to claimant 'enterprise', not 'research_team'"),
+    "step reads an attribute drawn later": (TEXT.replace('of = ["revenue", "rd_intensity"]', 'of = ["revenue", "rd_intensitty"]'),
+                                            "of names 'rd_intensitty', which is not drawn before this step"),
+    "unknown copula factor": (TEXT.replace('factor = "rd_growth"', 'factor = "rd_grow"'),
+                              "factor 'rd_grow' is not a factor of the enterprise copula"),
+    "unknown step kind": (TEXT.replace('kind = "increase"', 'kind = "increment"'), "kind must be one of lognormal"),
 }
 
 

@@ -70,12 +70,12 @@ def test_conservation_no_negative_budget_nothing_paid_before_approval(rule):
     tight = {d: 0.5 * b for d, b in MODEL.budgets.items()}
     result = pr.simulate(claims, MODEL.with_changes(exhaustion=rule), seed=3, budgets=tight)
     apps = result.applications
-    total = apps[["paid", "deferred", "cut", "rejected"]].sum(axis=1)
+    total = apps[list(pr.OUTCOMES)].sum(axis=1)
     assert np.allclose(total, apps["amount"], rtol=1e-12, atol=1e-9)
     outcomes = result.outcomes("domain").set_index("domain")
     claimed = claims.assign(domain=claims["rule"].map(lambda r: POLICY.rule(r).domain)).groupby("domain")["amount"].sum()
     for domain, row in outcomes.iterrows():
-        assert row[["paid", "deferred", "cut", "rejected"]].sum() == pytest.approx(claimed[domain], rel=1e-12)
+        assert row[list(pr.OUTCOMES)].sum() == pytest.approx(claimed[domain], rel=1e-12)
         assert row["paid"] <= tight[domain] * (1 + 1e-12)
     assert (result.runout["left"] >= 0).all()
     paid = apps[apps["paid_day"].notna() & (apps["paid"] > 0)]
@@ -143,7 +143,7 @@ def test_monitor_samples_match_the_trace():
 
 def test_summary_over_replications():
     runs = [pr.simulate(baseline_claims(k, n=20000), MODEL, seed=3, replication=k) for k in range(3)]
-    tables = pr.summarise(runs)
+    tables = pr.summarise([run.summary() for run in runs], MODEL)
     fan = tables["process_cash_fan"]
     assert set(fan["month"]) == set(range(1, 13))
     assert (fan["cumulative_p5"] <= fan["cumulative_p95"]).all()

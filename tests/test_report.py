@@ -12,6 +12,7 @@ import sim.montecarlo as mc
 import sim.process as pr
 import sim.report as report
 import sim.scenario as scenario
+import sim.sensitivity
 from sim.cli import main
 
 SEED, N, REPS = 11, 20_000, 6
@@ -128,12 +129,12 @@ def test_main_job_writes_a_report_with_every_figure(two_runs):
 
 
 def test_english_report_and_sensitivity_table(two_runs, tmp_path):
-    page = report.write_report(two_runs / "baseline", lang="en", out=tmp_path / "en", sensitivity_replications=2)
+    page = report.write_report(two_runs / "baseline", lang="en", out=tmp_path / "en")
     text = page.read_text(encoding="utf-8")
     assert "Science and technology innovation" in text and 'lang="en"' in text
     import sim.results
     tornado = sim.results.load(tmp_path / "en")["sensitivity"]
-    assert len(tornado) == len(report.SENSITIVITY)
+    assert len(tornado) == len(sim.sensitivity.load_plan().parameters)
     assert (tornado["swing"].diff().dropna() <= 0).all()  # sorted, biggest first
     row = tornado.set_index("parameter").loc["Technology-transaction reward rate (assumed 1%)"]
     assert row["low"] < 0 < row["high"]
@@ -151,13 +152,15 @@ def test_compare_puts_scenarios_side_by_side(two_runs, capsys):
     assert "Per domain" in out and "rd-boom" in out
 
 
-def test_no_character_of_the_labels_or_model_renders_as_a_box():
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_no_character_of_the_labels_or_model_renders_as_a_box(model):
     import sim.policy
-    policy = sim.policy.load()
+    policy = sim.policy.load(model)
     text = "".join("".join(v) for v in report.LABELS["zh"].values())
     text += "".join(d.name_zh for d in policy.domains) + "".join(a.heading_zh for a in policy.articles)
-    text += "".join(report.BUREAUS_EN) + "".join(s[1] for s in report.SENSITIVITY)
-    text += "".join(a.lead for a in policy.articles) + "0123456789,.-%()\u2212"
+    text += "".join(sim.process.load_process(model).bureaus)
+    text += "".join(p.label_zh for p in sim.sensitivity.load_plan(model).parameters)
+    text += "".join(a.lead for a in policy.articles) + "".join(map(str, policy.meta.values())) + "0123456789,.-%()\u2212"
     assert report.missing_glyphs(text) == set()
 
 

@@ -16,17 +16,23 @@ def test_override_changes_a_copy_and_marks_the_number_assumed():
     policy, spec = apply({"policy": {"rules": {"a38-bank-credit-loans": {"cap": 250}},
                                      "domains": {"services": {"claims_budget": 30000}}},
                           "population": {"segments": {"banks": {"count": 60}},
-                                         "core": {"rd_growth": {"mean": 0.09}},
-                                         "enterprise": {"new_high_tech": {"probability": {"small": 0.006}}},
+                                         "claimants": {"enterprise": {"attributes": {
+                                             "rd_log_growth": {"mean": 0.09},
+                                             "new_high_tech": {"probability": {"small": 0.006}}}}},
                                          "shocks": {"export_credit_premium": 0.8}}})
-    cap = policy.rule("a38-bank-credit-loans").cap
+    cap = policy.rule("a38-bank-credit-loans").number("cap")
     assert cap.value == 250 and cap.assumed and "scenario t" in cap.why
     assert policy.domain("services").claims_budget.value == 30000
-    assert BASE_POLICY.rule("a38-bank-credit-loans").cap.value == 200  # the baseline is untouched
+    assert BASE_POLICY.rule("a38-bank-credit-loans").number("cap").value == 200  # the baseline is untouched
     assert next(s for s in spec.segments if s.id == "banks").count == 60
-    assert spec.rd_growth_mean == 0.09 and BASE_SPEC.rd_growth_mean == 0.06
-    g = next(g for g in spec.enterprise_generators if g.attribute == "new_high_tech")
-    assert g.probability["small"] == 0.006 and g.probability["medium"] == 0.025
+    segment = spec.segments[0]
+
+    def step(s, name):
+        return next(g for g in s.programme("enterprise").steps if g.attribute == name)
+    assert step(spec, "rd_log_growth").number("mean", segment) == 0.09
+    assert step(BASE_SPEC, "rd_log_growth").number("mean", segment) == 0.06
+    g = step(spec, "new_high_tech")
+    assert g.numbers["probability"].values["small"] == 0.006 and g.numbers["probability"].values["medium"] == 0.025
     assert spec.shocks["export_credit_premium"] == 0.8
     assert policy.content_hash != BASE_POLICY.content_hash
 
@@ -38,8 +44,11 @@ def test_override_changes_a_copy_and_marks_the_number_assumed():
     ({"policy": {"domains": {"sci": {"claims_budget": 1}}}}, ScenarioError, "policy.domains.sci: no such domain"),
     ({"policy": {"budgets": {}}}, ScenarioError, "policy.budgets cannot be overridden"),
     ({"population": {"segments": {"whales": {"count": 3}}}}, ScenarioError, "population.segments.whales: no such segment"),
-    ({"population": {"enterprise": {"new_chuyin": {"loading": 0.1}}}}, ScenarioError, "population.enterprise.new_chuyin"),
-    ({"population": {"enterprise": {"new_chuying": {"probability": {"small": 2}}}}}, SpecError, "probability.small must lie in [0, 1]"),
+    ({"population": {"claimants": {"enterprise": {"attributes": {"new_chuyin": {"loading": 0.1}}}}}}, ScenarioError,
+     "population.claimants.enterprise.attributes.new_chuyin: no such entry"),
+    ({"population": {"claimants": {"enterprise": {"attributes": {"new_chuying": {"probability": {"small": 2}}}}}}},
+     SpecError, "probability.small must lie in [0, 1]"),
+    ({"population": {"enterprise": {"new_chuying": {"loading": 0.1}}}}, ScenarioError, "population.enterprise cannot be overridden"),
     ({"population": {"shocks": {"new_chuying": 0.5}}}, SpecError, "a shock multiplies a money attribute"),
     ({"colour": "red"}, ScenarioError, "unknown key 'colour'"),
 ])

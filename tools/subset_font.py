@@ -1,6 +1,8 @@
 """Rebuild sim/fonts/NotoSansCJKtc-Regular-subset.otf from a full Noto Sans CJK TC font.
 
     python tools/subset_font.py PATH/TO/NotoSansCJKtc-Regular.otf
+    python tools/subset_font.py /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc 3   # Debian's
+                                                                   # fonts-noto-cjk; 3 = the TC face
 
 Keeps the characters of the bundled models, the policy text, fiscalsim's sources (report labels)
 and the README, plus Latin-1, full-width forms, CJK punctuation and the math signs matplotlib uses.
@@ -25,11 +27,12 @@ def characters() -> str:
     return "".join(sorted(c for c in text if c == " " or not c.isspace()))
 
 
-def main(source: str) -> None:
+def main(source: str, number: int = 0) -> None:
     options = subset.Options()
     options.layout_features = ["*"]
     options.name_IDs = ["*"]
     options.notdef_outline = True
+    options.font_number = number
     font = subset.load_font(source, options)
     subsetter = subset.Subsetter(options)
     subsetter.populate(text=characters())
@@ -40,4 +43,4 @@ def main(source: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)

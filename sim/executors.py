@@ -1,0 +1,82 @@
+"""Where the replications run: in this process, or on a Dask cluster.
+
+An executor maps a task function over items (replications, sensitivity variants) with one shared
+argument (the policy, population and settings), which travels to each worker once.  Results come back
+in item order whatever order they finish in, so results never depend on the executor; a ``progress``
+callback is told of every item done.  Tasks must be module-level functions (they are pickled).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sim.errors import FiscalsimError
+
+
+class Serial:
+    """Run every task here, one after the other."""
+
+    workers = 1
+    name = "in-process"
+
+    def map(self, task: Callable, shared: Any, items: Sequence, progress: Callable[[int], None] | None = None) -> list:
+        out = []
+        for item in items:
+            out.append(task(shared, item))
+            if progress is not None:
+                progress(1)
+        return out
+
+    def close(self) -> None:
+        pass
+
+
+class Dask:
+    """Run tasks on a ``dask.distributed`` client (a local cluster or a remote scheduler)."""
+
+    name = "dask"
+
+    def __init__(self, client, cluster=None):
+        self.client, self.cluster = client, cluster
+
+    @property
+    def workers(self) -> int:
+        return len(self.client.scheduler_info().get("workers", {}))
+
+    def map(self, task: Callable, shared: Any, items: Sequence, progress: Callable[[int], None] | None = None) -> list:
+        from dask.distributed import as_completed
+
+        if not items:
+            return []
+        [shared_future] = self.client.scatter([shared], broadcast=True)
+        futures = {self.client.submit(task, shared_future, item, pure=False): k for k, item in enumerate(items)}
+        out: list = [None] * len(items)
+        for future in as_completed(futures):
+            out[futures[future]] = future.result()
+            if progress is not None:
+                progress(1)
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+def dask(workers: int = 0, scheduler: str | None = None) -> Dask:
+    """A Dask executor: a local cluster of ``workers`` processes, or the scheduler at ``scheduler``."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise FiscalsimError("--workers and --scheduler need Dask: pip install 'fiscalsim[dask]'") from None
+    if scheduler:
+        try:
+            return Dask(Client(scheduler, timeout=20))
+        except OSError as exc:
+            raise FiscalsimError(f"--scheduler {scheduler}: cannot connect: {exc}") from None
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Dask(Client(cluster), cluster)

@@ -1,0 +1,269 @@
+"""The pipeline: one entry point that runs a scenario through the stages and writes the run folder.
+
+Stages, in the order data flows:
+
+1. ``claims``: population and awards, replication by replication (:mod:`sim.montecarlo`);
+2. ``process``: the SimPy year of application, review and payment, for the claims the first stage kept
+   (:mod:`sim.process`);
+3. ``budget``: the budget LPs on the replications' claims (:mod:`sim.budget`);
+4. ``sensitivity``: one-at-a-time sensitivity of the scenario's own numbers (:mod:`sim.sensitivity`);
+5. ``report``: the HTML report, drawn from the tables the stages wrote (:mod:`sim.report`).
+
+Every stage that has replications runs them on the one executor of the run (in this process or on a
+Dask cluster, :mod:`sim.executors`); the same seed gives byte-identical tables whatever the executor.
+The run folder's tables and manifest are defined here, once.  Everything a user can get wrong (the
+scenario, the model files, the settings, the output folder) is checked before the first replication.
+
+From Python (a notebook)::
+
+    import sim.pipeline as pipeline
+    run = pipeline.run("baseline", settings=pipeline.Settings(replications=50), out="runs/base")
+    run.summary("domain")
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from sim import budget, montecarlo, results, sensitivity
+from sim import process as process_module
+from sim import scenario as scenario_module
+from sim.errors import FiscalsimError
+from sim.executors import Serial
+
+STAGES = ("claims", "process", "budget", "sensitivity", "report")
+SOLVERS = budget.SOLVERS
+LEVELS = ("rule", "article", "domain")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How a run is done.  ``stages`` is a subset of :data:`STAGES` (``claims`` always runs)."""
+
+    replications: int = 100
+    seed: int = 2024
+    n: int | None = None  # population size (segment shares kept), or
+    scale: float = 1.0  # every segment count multiplied
+    stages: tuple[str, ...] = STAGES
+    process_replications: int | None = None  # None: every replication
+    sensitivity_replications: int = 10
+    level: float = 0.95  # CVaR level of the budget LPs
+    tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
+    solver: str = "cbc"
+    lang: str = "zh"
+
+    def check(self) -> None:
+        """One clear message for a setting that cannot work."""
+        problems = []
+        if self.replications < 1:
+            problems.append(f"replications must be >= 1, got {self.replications}")
+        if self.n is not None and self.n < 0:
+            problems.append(f"n must be >= 0, got {self.n}")
+        if not self.scale >= 0 or self.scale == float("inf"):
+            problems.append(f"scale must be a non-negative number, got {self.scale}")
+        unknown = set(self.stages) - set(STAGES)
+        if unknown:
+            problems.append(f"unknown stage {sorted(unknown)[0]!r} (stages: {', '.join(STAGES)})")
+        if self.process_replications is not None and self.process_replications < 1:
+            problems.append(f"process replications must be >= 1, got {self.process_replications}")
+        if self.sensitivity_replications < 1:
+            problems.append(f"sensitivity replications must be >= 1, got {self.sensitivity_replications}")
+        if not 0 <= self.level < 1:
+            problems.append(f"level must lie in [0, 1), got {self.level}")
+        if self.tolerance is not None and not self.tolerance >= 0:
+            problems.append(f"tolerance must be >= 0 萬元, got {self.tolerance}")
+        if self.solver not in budget.SOLVERS:
+            problems.append(f"solver must be one of {', '.join(budget.SOLVERS)}, got {self.solver!r}")
+        if "report" in self.stages and not {"process", "budget"} <= set(self.stages):
+            problems.append("the report needs the process and budget stages")
+        if problems:
+            raise FiscalsimError("; ".join(problems))
+
+    @property
+    def process_count(self) -> int:
+        if "process" not in self.stages:
+            return 0
+        return self.replications if self.process_replications is None else min(self.process_replications,
+                                                                                 self.replications)
+
+
+@dataclass
+class Context:
+    """A run in progress: the validated inputs, the executor, the tables so far, the stage timings."""
+
+    scenario: scenario_module.Scenario
+    policy: Any
+    spec: Any
+    process_model: Any
+    settings: Settings
+    executor: Any
+    progress: bool | Callable
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    stage_tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)  # sub-folder -> tables
+    timings: dict[str, Any] = field(default_factory=dict)
+    population: int = 0
+
+    @contextlib.contextmanager
+    def timed(self, stage: str):
+        start = time.perf_counter()
+        yield
+        self.timings[stage] = round(time.perf_counter() - start, 3)
+
+
+def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, model: str | None = None,
+            settings: Settings | None = None, executor=None, progress: bool | Callable = True) -> Context:
+    """Everything checked before any computation: scenario, model files, process settings, settings."""
+    settings = settings or Settings()
+    settings.check()
+    if scenario is None:
+        chosen = scenario_module.baseline(model)
+    elif isinstance(scenario, scenario_module.Scenario):
+        chosen = scenario
+    else:
+        chosen = scenario_module.load(scenario)
+    policy, spec = scenario_module.apply(chosen)
+    process_model = scenario_module.apply_process(chosen, policy)
+    if "sensitivity" in settings.stages:
+        sensitivity.load_plan(chosen.model)
+    return Context(chosen, policy, spec, process_model, settings, executor or Serial(), progress)
+
+
+# ----------------------------------------------------------------------------- stages
+def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
+    s = ctx.settings
+    with ctx.timed("claims"):
+        result = montecarlo.run(ctx.policy, ctx.spec, s.replications, s.seed, n=s.n, scale=s.scale,
+                                executor=ctx.executor, keep_claims=s.process_count, progress=ctx.progress,
+                                label="1 population and awards")
+        ctx.population = result.population
+        ctx.tables.update(rules=result.rules, firms=result.firms)
+        for level in LEVELS:
+            ctx.tables[f"summary_{level}"] = montecarlo.summarise(result.rules, ctx.policy, level)
+    return result
+
+
+def process_task(shared: tuple, item: tuple[int, montecarlo.Claims]) -> process_module.ProcessSummary:
+    """One replication's claims through the SimPy year (run on the executor)."""
+    model, seed, rule_map = shared
+    replication, claims = item
+    return process_module.simulate((rule_map[claims.rule], claims.amount), model, seed, replication).summary()
+
+
+def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
+    model = ctx.process_model
+    rule_map = pd.Index(list(model.rules)).get_indexer(list(ctx.policy.rule_ids))
+    with ctx.timed("process"):
+        items = list(enumerate(result.claims))
+        bar = montecarlo.progress_bar(ctx.progress, len(items), "2 process (SimPy)")
+        summaries = ctx.executor.map(process_task, (model, ctx.settings.seed, rule_map), items, progress=bar)
+        bar(None)
+        ctx.tables.update(process_module.summarise(summaries, model))
+        ctx.tables["process_bureaus"] = pd.DataFrame([
+            {"bureau": b.name, "name_en": b.name_en, "reviewers": b.reviewers, "review_days": b.review_days}
+            for b in model.bureaus.values()])
+
+
+def budget_stage(ctx: Context) -> None:
+    s = ctx.settings
+    with ctx.timed("budget"):
+        tables, lp_timings = budget.analyse(ctx.policy, ctx.tables["rules"], level=s.level, tolerance=s.tolerance,
+                                            solver=s.solver)
+    ctx.stage_tables["budget"] = tables
+    ctx.timings["budget_lps"] = lp_timings
+
+
+def sensitivity_stage(ctx: Context) -> None:
+    s = ctx.settings
+    with ctx.timed("sensitivity"):
+        plan = sensitivity.load_plan(ctx.scenario.model)
+        ctx.tables["sensitivity"] = sensitivity.one_at_a_time(
+            ctx.scenario, plan, s.seed, s.sensitivity_replications, n=s.n, scale=s.scale, executor=ctx.executor,
+            progress=(lambda step: None) if not ctx.progress else ctx.progress if callable(ctx.progress) else True)
+
+
+def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None = None, solver: str = "cbc",
+              save: bool = True) -> tuple[dict[str, pd.DataFrame], list[dict]]:
+    """The budget stage again for a finished run (another level, tolerance or solver); with ``save`` its
+    tables replace ``RUN_DIR/budget``."""
+    replace(Settings(), level=level, tolerance=tolerance, solver=solver, stages=("claims",)).check()
+    tables, timings = budget.analyse(run.policy(), run.rules, level=level, tolerance=tolerance, solver=solver)
+    if save:
+        results.write_run(run.path / "budget", tables,
+                          {"kind": "fiscalsim budget", "run": str(run.path), "level": level, "tolerance": tolerance,
+                           "solver": solver, "timings": timings}, force=True)
+    return tables, timings
+
+
+def manifest(ctx: Context) -> dict[str, Any]:
+    s, chosen = ctx.settings, ctx.scenario
+    out = {
+        "kind": "fiscalsim run", "scenario": chosen.name, "scenario_file": chosen.path,
+        "scenario_description": chosen.description, "scenario_hash": chosen.content_hash, "model": chosen.model,
+        "policy_hash": ctx.policy.content_hash, "population_hash": ctx.spec.content_hash, "seed": s.seed,
+        "replications": s.replications, "population": ctx.population, "n": s.n, "scale": s.scale,
+        "stages": [stage for stage in STAGES if stage in s.stages], "executor": ctx.executor.name,
+        "workers": ctx.executor.workers, "money_unit": "萬元", "settings": asdict(s), "timings": ctx.timings,
+    }
+    if "process" in s.stages:
+        out.update(process_replications=s.process_count, exhaustion=ctx.process_model.exhaustion)
+    return out
+
+
+def _write(ctx: Context, out: Path, force: bool) -> results.Run:
+    """The run folder: tables, the model data used, the budget sub-folder, the report, the manifest last."""
+    files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw}
+    if "process" in ctx.settings.stages:
+        files["process.json"] = ctx.process_model.raw
+    with results.RunWriter(out, force) as writer:
+        for name, table in ctx.tables.items():
+            writer.table(name, table)
+        for name, text in files.items():
+            writer.file(name, text)
+        for stage, tables in ctx.stage_tables.items():
+            results.write_run(writer.staging / stage, tables, {"kind": f"fiscalsim {stage}", "run": str(out),
+                                                               "settings": asdict(ctx.settings),
+                                                               "timings": ctx.timings.get(f"{stage}_lps")})
+        if "report" in ctx.settings.stages:
+            from sim import report
+
+            with ctx.timed("report"):
+                draft = results.Run(out, manifest(ctx), dict(ctx.tables), files,
+                                    {k: results.Run(out / k, {}, v) for k, v in ctx.stage_tables.items()})
+                report.write_report(draft, lang=ctx.settings.lang, out=writer.staging / "report",
+                                    progress=ctx.progress)
+        return writer.finish(manifest(ctx))
+
+
+def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model: str | None = None,
+        settings: Settings | None = None, out: str | Path | None = None, force: bool = False, executor=None,
+        progress: bool | Callable = True) -> results.Run:
+    """Run a scenario (a file, a bundled scenario's name, a :class:`~sim.scenario.Scenario`, or None for the
+    model's baseline) through the chosen stages and return the run.  With ``out`` the run folder is written
+    (atomically: complete or not at all) and read back; without it the tables stay in memory and the
+    report stage is skipped.
+    """
+    settings = settings or Settings()
+    if out is None and "report" in settings.stages:
+        settings = replace(settings, stages=tuple(s for s in settings.stages if s != "report"))
+    if out is not None:
+        results.check_target(out, force)
+    ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress)
+    result = claims_stage(ctx)
+    if "process" in settings.stages:
+        process_stage(ctx, result)
+    if "budget" in settings.stages:
+        budget_stage(ctx)
+    if "sensitivity" in settings.stages:
+        sensitivity_stage(ctx)
+    if out is None:
+        files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw}
+        return results.Run(None, manifest(ctx), ctx.tables, files,
+                           {k: results.Run(None, {}, v) for k, v in ctx.stage_tables.items()})
+    return results.load(_write(ctx, Path(out), force))
