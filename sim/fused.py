@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim import kinds
+from sim import jit, kinds
 from sim.policy import Policy
 
 CHUNK = 2048
@@ -52,6 +52,7 @@ class CompiledRules:
     cond_values: np.ndarray  # (rules, max conditions)
     n_domains: int
     inclusive: bool
+    policy: Policy
 
     @property
     def n_rules(self) -> int:
@@ -87,7 +88,7 @@ def compile_rules(policy: Policy) -> CompiledRules:
         intensity=np.array([rule.intensity.value for rule in rules]),
         share=np.array([rule.district_share.value for rule in rules]),
         tiers=tiers, cond_ints=cond_ints, cond_values=cond_values,
-        n_domains=len(domains), inclusive=policy.reading.threshold_inclusive,
+        n_domains=len(domains), inclusive=policy.reading.threshold_inclusive, policy=policy,
     )
 
 
@@ -134,13 +135,17 @@ def lane_sum(values: np.ndarray) -> np.ndarray:
 
 def totals_numpy(policy: Policy, columns, compiled: CompiledRules | None = None):
     """The reference: awards from :func:`sim.awards.evaluate`, reduced chunk by chunk."""
+    compiled = compiled or compile_rules(policy)
+    n = len(columns[compiled.columns[0]])
+    return totals_from_awards(_evaluate(compiled, columns, n), compiled)
+
+
+def _evaluate(compiled: CompiledRules, columns, n: int) -> np.ndarray:
+    """(rules x n) awards by the NumPy kernels of :mod:`sim.awards` (the path without numba)."""
     from sim.awards import evaluate
     from sim.firms import FirmTable
 
-    compiled = compiled or compile_rules(policy)
-    n = len(columns[compiled.columns[0]])
-    gross = evaluate(policy, FirmTable({k: columns[k] for k in compiled.columns}, n)).gross
-    return totals_from_awards(gross, compiled)
+    return evaluate(compiled.policy, FirmTable({k: np.asarray(columns[k]) for k in compiled.columns}, n)).gross
 
 
 def totals_from_awards(gross: np.ndarray, compiled: CompiledRules):
@@ -170,18 +175,8 @@ def _combine(chunks, compiled: CompiledRules):
 
 
 # ----------------------------------------------------------------------------- the compiled kernels
-try:
-    import numba
-    from numba import prange
-except ImportError:  # pragma: no cover - numba is a dependency; the fallback keeps results identical
-    numba = None
-    prange = range
-
-
-def _jit(parallel: bool = False):
-    if numba is None:  # pragma: no cover
-        return lambda function: function
-    return numba.njit(cache=True, nogil=True, parallel=parallel)
+_jit = jit.kernel
+prange = jit.prange
 
 
 @_jit()
@@ -327,6 +322,8 @@ def _rule_arrays(compiled: CompiledRules) -> tuple:
 def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16) -> np.ndarray:
     """(rules x n) float64 awards, the same bits as the NumPy kernels; inputs re-laid out block by block
     so the extra memory is one block's columns, not the population's."""
+    if not jit.AVAILABLE:
+        return _evaluate(compiled, columns, n)
     gross = np.empty((compiled.n_rules, n))
     kernel = per_claimant_parallel if n >= PARALLEL_FROM else per_claimant_serial
     for lo in range(0, n, block):
@@ -343,7 +340,7 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
     Uses the compiled kernel when numba is installed, else :func:`totals_numpy`; both give the same bits.
     """
     compiled = compiled or compile_rules(policy)
-    if numba is None:  # pragma: no cover
+    if not jit.AVAILABLE:
         return totals_numpy(policy, columns, compiled)
     if matrix is None:
         n = len(columns[compiled.columns[0]])

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sim import jit
+
 NPARAM = 4  # packed numbers per rule (the widest kind uses four)
 
 
@@ -284,17 +286,7 @@ def packed(rule) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- compiled twins
-try:
-    from numba import njit
-except ImportError:  # pragma: no cover - numba is a dependency; callers fall back to NumPy
-    njit = None
-
-
-def _compiled(function):
-    """numba's njit (module level, cached on disk) when numba is installed; the plain function otherwise."""
-    if njit is None:  # pragma: no cover
-        return function
-    return njit(cache=True, nogil=True)(function)
+_compiled = jit.kernel()
 
 
 @_compiled

@@ -57,3 +57,13 @@ def test_compiled_per_claimant_awards_equal_evaluate():
                  else rng.lognormal(5, 2.5, n) for a in POLICY.input_attributes()}
         gross = fused.awards_per_claimant(COMPILED, table, n, block=30_000)
         assert np.array_equal(gross, evaluate(POLICY, table, validate=False).gross)
+
+
+def test_every_module_with_compiled_kernels_is_in_the_cache_key():
+    from pathlib import Path
+
+    import sim.jit as jit
+
+    users = {p.name for p in Path(jit.__file__).parent.glob("*.py") if "jit.kernel" in p.read_text(encoding="utf-8")}
+    assert users | {"jit.py"} == set(jit.COMPILED_SOURCES)
+    assert len(jit.source_stamp()) == 64
