@@ -87,6 +87,21 @@ def per_unit_award(count, amount_per_unit, cap=np.inf):
     return np.clip(np.asarray(count, dtype=np.float64) * amount_per_unit, 0.0, cap)
 
 
+def marginal_rate(base, tier_at, tier_rates, cap=np.inf):
+    """Rates by band: ``tier_rates[i]`` of the part of the base between ``tier_at[i]`` and the next bound,
+    summed, at most ``cap`` ("1% of exports up to 1000萬, 0.5% of the part above, at most 30萬").
+
+    >>> marginal_rate(np.array([500.0, 1000.0, 3000.0, 9000.0]), [0, 1000], [0.01, 0.005], cap=30)
+    array([ 5., 10., 20., 30.])
+    """
+    base = np.asarray(base, dtype=np.float64)
+    award = np.zeros(base.shape)
+    upper = [*tier_at[1:], np.inf]
+    for lower, top, rate in zip(tier_at, upper, tier_rates):
+        award = award + rate * np.clip(base - lower, 0.0, top - lower)
+    return np.clip(award, 0.0, cap)
+
+
 def co_funded_share(award, district_share):
     """The district-paid part of an award co-funded with a higher level (a 1:1 split gives 0.5).
 
@@ -244,6 +259,31 @@ def _unit_pack(rule):
     return (rule.number("amount").value, _value(rule.number("cap"), np.inf))
 
 
+# tiered rate (rates by band) ---------------------------------------------------------------
+def _bands_numpy(rule, columns, inclusive):
+    at, rates = _tiers(rule)
+    return marginal_rate(columns[rule.base], at, rates, _value(rule.number("cap"), np.inf))
+
+
+def _bands_explain(rule, base, tier_value, inclusive):
+    at, rates = _tiers(rule)
+    upper = [*at[1:], np.inf]
+    parts = []
+    for lower, top, rate in zip(at, upper, rates):
+        part = min(max(base - lower, 0.0), top - lower)
+        if part > 0:
+            parts.append(f"{fmt(rate * 100)}% x {fmt(part)} (the part from {fmt(lower)}"
+                         + (f" to {fmt(top)})" if np.isfinite(top) else " up)"))
+    cap = _value(rule.number("cap"), np.inf)
+    award = marginal_rate(np.array([base]), at, rates, cap)[0]
+    cap_text = f", cap {fmt(cap)}" if np.isfinite(cap) else ""
+    return [f"{rule.base} = {fmt(base)}: " + " + ".join(parts or ["nothing"]) + f"{cap_text} -> {fmt(award)}"]
+
+
+def _bands_pack(rule):
+    return (_value(rule.number("cap"), np.inf),)
+
+
 RATE = Number("rate", True, 0.0, 1.0, money=False)
 CAP = Number("cap", False)
 AMOUNT = Number("amount", True)
@@ -260,6 +300,9 @@ KINDS: Mapping[str, Kind] = {kind.name: kind for kind in (
          _tiered_numpy, _tiered_explain, _no_numbers, tiers="required"),
     Kind("per_unit", 4, "an amount per unit counted, with an optional cap", (AMOUNT, CAP), ("int",),
          _unit_numpy, _unit_explain, _unit_pack),
+    Kind("tiered_rate", 5, "rates by band of the base (x% up to A, y% above), with an optional cap", (CAP,),
+         ("float", "int"), _bands_numpy, _bands_explain, _bands_pack, tiers="required", tier_value="rate",
+         tier_value_high=1.0, tier_values_rise=False),
 )}
 
 
@@ -350,6 +393,22 @@ def unit_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
 
 
 @_compiled
+def bands_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
+    for i in range(m):
+        award = 0.0
+        for t in range(n_tiers):
+            lower = tiers[t, 0]
+            width = (tiers[t + 1, 0] if t + 1 < n_tiers else np.inf) - lower
+            part = base[i] - lower
+            if part < 0.0:
+                part = 0.0
+            if part > width:
+                part = width
+            award = award + tiers[t, 1] * part
+        out[i] = clip(award, p[0])
+
+
+@_compiled
 def award_into(code, base, tier_col, m, p, tiers, n_tiers, inclusive, out):
     """One rule's award for the first ``m`` claimants of a chunk into ``out[:m]``, by kind code."""
     if code == 0:
@@ -360,5 +419,7 @@ def award_into(code, base, tier_col, m, p, tiers, n_tiers, inclusive, out):
         fixed_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out)
     elif code == 3:
         tiered_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out)
-    else:
+    elif code == 4:
         unit_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out)
+    else:
+        bands_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out)

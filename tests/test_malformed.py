@@ -63,7 +63,7 @@ CASES = {
         "rule a44-exhibition-venue-rent: rate is assumed, so it needs a `why`"),
     "unknown kind": (
         in_rule("a38-bank-credit-loans", 'kind = "rate"', 'kind = "ratio"'),
-        "rule a38-bank-credit-loans: kind must be one of rate, external_share, fixed, tiered, per_unit, got 'ratio'"),
+        "rule a38-bank-credit-loans: kind must be one of rate, external_share, fixed, tiered, per_unit"),
     "quote not verbatim": (
         in_rule("a17-provincial-tech-sme", "給予1萬元獎勵", "給予2萬元獎勵"),
         "rule a17-provincial-tech-sme: quote is not found verbatim in the model's source text"),
