@@ -1,10 +1,13 @@
 """The hand-worked cases of every bundled model's examples/, and their coverage of every rule."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import sim.policy
-from sim.awards import evaluate
+from sim import kinds
+from sim.awards import evaluate, rule_award
 
 MODELS = sorted(p.name for p in sim.policy.models_root().iterdir() if (p / "policy.toml").is_file())
 POLICIES = {m: sim.policy.load(m) for m in MODELS}
@@ -49,11 +52,16 @@ def test_every_rule_is_worked_in_each_regime(model, rule):
     if rule.number("cap") is not None:
         cap = rule.number("cap").value
         assert any(v == pytest.approx(cap) for _, v in cases), "needs a case at the cap"
-        rate = rule.number("rate").value if rule.number("rate") else rule.number("amount").value
-        assert any(f.get(rule.base, 0) * rate > cap for f, _ in cases), "needs a case above the cap"
+        uncapped = dataclasses.replace(rule, numbers={k: p for k, p in rule.numbers.items() if k != "cap"},
+                                       tiers=() if rule.tier_base else rule.tiers, tier_base=None)
+        assert any(rule_award(uncapped, firm_row(POLICIES[model], f))[0] > cap for f, _ in cases), \
+            "needs a case above the cap"
     for tier in rule.tiers:
         tb = rule.tier_base or rule.base
-        assert any(f.get(tb) == tier.at and v == tier.value.value for f, v in cases), f"tier at {tier.at}"
+        if kinds.KINDS[rule.kind].tier_value == "amount":
+            assert any(f.get(tb) == tier.at and v == tier.value.value for f, v in cases), f"tier at {tier.at}"
+        elif tier.at > 0:
+            assert any(f.get(tb) == tier.at for f, _ in cases), f"needs a case at the band edge {tier.at}"
     if rule.eligibility:
         assert any(v == 0 and f.get(rule.base, 0) > 0 and not _eligible(rule, f) for f, v in cases), \
             "needs an ineligible claimant whose base would otherwise earn an award"
