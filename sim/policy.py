@@ -151,6 +151,7 @@ class Domain:
     claims_budget: Param
     sublines: tuple[Subline, ...] = ()
     budget_note: str = ""
+    colour: str = ""  # the domain's colour in figures ("#4C72B0"); a default palette where empty
 
 
 @dataclass(frozen=True)
@@ -396,7 +397,10 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
         where = f"domain {key}"
         t = Table(value, where, problems, allowed={
             "name_zh", "name_en", "lead", "articles", "budget", "budget_article", "budget_quote",
-            "budget_note", "claims_budget", "sublines"})
+            "budget_note", "claims_budget", "sublines", "colour"})
+        colour = t.str("colour", required=False)
+        if colour and not re.fullmatch(r"#[0-9A-Fa-f]{6}", colour):
+            problems.add(where, f"colour must be #RRGGBB, got {colour!r}")
         span = t.list("articles")
         if len(span) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in span):
             problems.add(where, f"articles must be [first, last] article numbers, got {span!r}")
@@ -427,7 +431,7 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
             first_article=span[0], last_article=span[1], budget=budget or 0.0,
             budget_article=t.int("budget_article") or 0, budget_quote=t.str("budget_quote"),
             claims_budget=claims or Param(0.0), sublines=tuple(sublines),
-            budget_note=t.str("budget_note", required=False),
+            budget_note=t.str("budget_note", required=False), colour=colour,
         ))
     return out
 

@@ -145,6 +145,12 @@ def domain_name(policy: Policy, key: str, lang: str) -> str:
     return domain.name_zh if lang == "zh" else domain.name_en
 
 
+def domain_colour(policy: Policy, key: str) -> str:
+    """The domain's colour: the model's own (``colour`` of the domain), else a default palette's."""
+    colour = policy.domain(key).colour
+    return colour or DOMAIN_COLOURS[list(policy.domain_keys).index(key) % len(DOMAIN_COLOURS)]
+
+
 def report_title(policy: Policy, lang: str) -> str:
     """The model's short title in the report's language (``short_zh`` / ``short_en`` of ``[model]``)."""
     meta = policy.meta
@@ -243,7 +249,7 @@ def plot_articles(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
     t = LABELS[lang]
     table = table.sort_values("mean", ascending=True)
     keys = list(policy.domain_keys)
-    colours = [DOMAIN_COLOURS[keys.index(d) % len(DOMAIN_COLOURS)] for d in table["domain"]]
+    colours = [domain_colour(policy, d) for d in table["domain"]]
     y = np.arange(len(table))
     ax.barh(y, table["mean"], color=colours)
     ax.errorbar(table["mean"], y, xerr=[table["mean"] - table["p5"], table["p95"] - table["mean"]], fmt="none",
@@ -256,8 +262,8 @@ def plot_articles(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
     ax.xaxis.set_major_formatter(_thousands())
     from matplotlib.patches import Patch
 
-    handles = [Patch(color=DOMAIN_COLOURS[k % len(DOMAIN_COLOURS)], label=domain_name(policy, key, lang))
-               for k, key in enumerate(keys) if key in set(table["domain"])]
+    handles = [Patch(color=domain_colour(policy, key), label=domain_name(policy, key, lang))
+               for key in keys if key in set(table["domain"])]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
 
 

@@ -19,5 +19,6 @@ def test_notebook_runs(path, tmp_path):
     assert not errors
 
 
-def test_there_are_three_notebooks():
-    assert len(NOTEBOOKS) == 3
+def test_the_notebooks_are_the_documented_ones():
+    readme = (NOTEBOOKS[0].parent / "README.md").read_text(encoding="utf-8")
+    assert len(NOTEBOOKS) == 4 and all(f"`{p.name}`" in readme for p in NOTEBOOKS)
