@@ -173,7 +173,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = _executor(args)
     try:
         run = pipeline.run(args.scenario, model=args.model, settings=settings, out=args.out, force=args.force,
-                           executor=executor, progress=not args.no_progress)
+                           executor=executor, progress=not args.no_progress, allow_outside=args.allow_outside)
     finally:
         executor.close()
     m = run.manifest
@@ -317,6 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", "-s", type=int, default=2024)
     p.add_argument("--out", "-o", default="runs/latest", help="run folder to write (default runs/latest)")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let a scenario name a model folder outside the bundled models folder")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--n", type=int, default=None, help="population size (segment shares kept)")
     size.add_argument("--scale", type=float, default=1.0, help="multiply every segment count")
@@ -357,6 +359,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERNAL_ERROR = 3  # exit status of a fault in fiscalsim itself (2: the user's input)
+
+
+def _log_internal_error(argv: list[str] | None) -> Path:
+    """Write the traceback of an unexpected exception to a log file and return its path."""
+    import datetime as dt
+    import traceback
+
+    folder = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "fiscalsim"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    handle, name = tempfile.mkstemp(prefix=f"fiscalsim-error-{stamp}-", suffix=".log", dir=folder)
+    with os.fdopen(handle, "w", encoding="utf-8") as log:
+        log.write(f"fiscalsim {sys.argv[0]} {' '.join(argv if argv is not None else sys.argv[1:])}\n")
+        traceback.print_exc(file=log)
+    return Path(name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -367,6 +390,14 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print("interrupted: nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a fault of fiscalsim itself: one line and a log, not a traceback
+        log = _log_internal_error(argv)
+        print(f"internal error, please report it: {type(exc).__name__}: {exc}\n"
+              f"the details are in {log}", file=sys.stderr)
+        return INTERNAL_ERROR
 
 
 if __name__ == "__main__":  # pragma: no cover

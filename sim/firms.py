@@ -19,6 +19,7 @@ import pandas as pd
 
 from sim.errors import FirmTableError
 from sim.policy import Policy
+from sim.validation import COUNT_CEILING, MONEY_CEILING, plain
 
 ID_COLUMNS = ("firm_id", "id")
 LABEL_COLUMNS = ("name",)  # descriptive columns a firm table may carry; not attributes
@@ -43,7 +44,7 @@ def _rows(mask: np.ndarray, values: Any = None) -> str:
     more = f" and {len(where) - _SHOW_ROWS} more" if len(where) > _SHOW_ROWS else ""
     text = f"row{'s' if len(where) > 1 else ''} {shown}{more}"
     if values is not None:
-        text += " (values " + ", ".join(repr(v) for v in np.asarray(values)[where[:_SHOW_ROWS]]) + ")"
+        text += " (values " + ", ".join(plain(v) for v in np.asarray(values, dtype=object)[where[:_SHOW_ROWS]]) + ")"
     return text
 
 
@@ -118,6 +119,11 @@ def _check_column(attribute, raw) -> tuple[np.ndarray, str]:
     infinite = np.isinf(values)
     if infinite.any():
         return values, f"infinite in {_rows(infinite, values)}"
+    ceiling = {"float": MONEY_CEILING, "int": COUNT_CEILING}.get(attribute.type, np.inf)
+    huge = np.abs(values) > ceiling
+    if huge.any():
+        unit = "萬元 (one trillion yuan); check that money is in 萬元" if attribute.type == "float" else attribute.unit
+        return values, f"beyond any plausible value (at most {ceiling:g} {unit}) in {_rows(huge, values)}"
     below = values < attribute.min
     if below.any():
         what = "negative" if attribute.min == 0 else f"below the minimum {attribute.min:g}"

@@ -7,8 +7,9 @@ every source file with compiled code (:data:`COMPILED_SOURCES`): an edit to a ki
 each function on its own file only, and would keep a stale caller).  The cache lives in the package's
 ``__pycache__`` when that is writable, else in the user's cache folder, else in the system's temporary
 folder; when none is writable the kernels compile in memory.  Without numba (or with the environment
-variable ``FISCALSIM_NO_JIT=1``) :data:`AVAILABLE` is False and callers take the NumPy path, which
-gives the same bits.
+variable ``FISCALSIM_JIT=off``) :data:`AVAILABLE` is False and callers take the NumPy path, which
+gives the same bits.  ``FISCALSIM_JIT=python`` runs the kernels uncompiled, as plain Python (slow: for
+mutation testing and debugging the kernels themselves).
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 COMPILED_SOURCES = ("jit.py", "kinds.py", "fused.py")  # every module that defines compiled kernels
 
+MODE = os.environ.get("FISCALSIM_JIT", "numba")  # numba, python (kernels uncompiled) or off (NumPy path)
+if MODE not in ("numba", "python", "off"):
+    raise ImportError(f"FISCALSIM_JIT must be numba, python or off, got {MODE!r}")
 try:
-    if os.environ.get("FISCALSIM_NO_JIT") == "1":
-        raise ImportError("compilation switched off by FISCALSIM_NO_JIT=1")
+    if MODE != "numba":
+        raise ImportError(f"compilation switched off by FISCALSIM_JIT={MODE}")
     import numba
     from numba import prange
     from numba.core import caching
@@ -32,7 +36,7 @@ except ImportError:  # pragma: no cover - numba is a dependency; the NumPy path 
     caching = None
     prange = range
 
-AVAILABLE = numba is not None
+AVAILABLE = numba is not None or MODE == "python"  # whether the kernels of sim.fused run (compiled or not)
 
 
 def source_stamp() -> str:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sim import jit
+from sim.validation import MONEY_CEILING
 
 NPARAM = 4  # packed numbers per rule (the widest kind uses four)
 
@@ -119,8 +120,8 @@ class Number:
     name: str
     required: bool
     low: float = 0.0
-    high: float | None = None
-    money: bool = True  # 萬元 (a ceiling applies) or a share
+    high: float = MONEY_CEILING  # money: at most one trillion yuan; shares: 1
+    money: bool = True  # 萬元 or a share
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from sim import budget, montecarlo, results, sensitivity
@@ -118,7 +119,8 @@ class Context:
 
 
 def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, model: str | None = None,
-            settings: Settings | None = None, executor=None, progress: bool | Callable = True) -> Context:
+            settings: Settings | None = None, executor=None, progress: bool | Callable = True,
+            allow_outside: bool = False) -> Context:
     """Everything checked before any computation: scenario, model files, process settings, settings."""
     settings = settings or Settings()
     settings.check()
@@ -127,7 +129,7 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
     elif isinstance(scenario, scenario_module.Scenario):
         chosen = scenario
     else:
-        chosen = scenario_module.load(scenario)
+        chosen = scenario_module.load(scenario, allow_outside=allow_outside)
     policy, spec = scenario_module.apply(chosen)
     process_model = scenario_module.apply_process(chosen, policy)
     if "sensitivity" in settings.stages:
@@ -143,10 +145,20 @@ def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
                                 executor=ctx.executor, keep_claims=s.process_count, progress=ctx.progress,
                                 label="1 population and awards")
         ctx.population = result.population
+        _check_finite(result.rules)
         ctx.tables.update(rules=result.rules, firms=result.firms)
         for level in LEVELS:
             ctx.tables[f"summary_{level}"] = montecarlo.summarise(result.rules, ctx.policy, level)
     return result
+
+
+def _check_finite(rules: pd.DataFrame) -> None:
+    """Every claim total is a finite number; a rule whose totals are not gets one clear message."""
+    bad = rules.loc[~np.isfinite(rules["award"].to_numpy()) | ~np.isfinite(rules["district"].to_numpy()), "rule"]
+    if len(bad):
+        names = ", ".join(sorted(set(map(str, bad))))
+        raise FiscalsimError(f"claims of rule {names} are not finite numbers: check the rule's numbers and the "
+                             "population attributes it reads (money in 萬元)")
 
 
 def process_task(shared: tuple, item: tuple[int, montecarlo.Claims]) -> process_module.ProcessSummary:
@@ -243,7 +255,7 @@ def _write(ctx: Context, out: Path, force: bool) -> results.Run:
 
 def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model: str | None = None,
         settings: Settings | None = None, out: str | Path | None = None, force: bool = False, executor=None,
-        progress: bool | Callable = True) -> results.Run:
+        progress: bool | Callable = True, allow_outside: bool = False) -> results.Run:
     """Run a scenario (a file, a bundled scenario's name, a :class:`~sim.scenario.Scenario`, or None for the
     model's baseline) through the chosen stages and return the run.  With ``out`` the run folder is written
     (atomically: complete or not at all) and read back; without it the tables stay in memory and the
@@ -254,7 +266,8 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
         settings = replace(settings, stages=tuple(s for s in settings.stages if s != "report"))
     if out is not None:
         results.check_target(out, force)
-    ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress)
+    ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress,
+                  allow_outside=allow_outside)
     result = claims_stage(ctx)
     if "process" in settings.stages:
         process_stage(ctx, result)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ import pandas as pd
 from sim import kinds
 from sim.errors import PolicyError
 from sim.validation import (
+    MONEY_CEILING,
     FrozenMap,
     Param,
     Problems,
@@ -42,7 +42,10 @@ from sim.validation import (
 MODELS_FILE = "models.toml"  # in the models folder: which bundled model is the default
 
 RECURRENCES = ("one-off", "annual")
+YEARS = (1990, 2100)  # a model's year, and the years of its population and process, lie in this range
+OTHER_MONEY = ("億美元", "萬美元")  # money a target may state in another currency, as printed
 ATTRIBUTE_TYPES = ("float", "int", "bool")
+UNITS = {"float": "萬元", "bool": "flag"}  # the closed units of money and flags (counts name what they count)
 CONDITION_OPS = ("equals", "at_least", "below")
 
 # Fields every rule takes, whatever its kind; a kind adds its numbers, tiers and tier base (sim.kinds).
@@ -308,8 +311,15 @@ def load(model: str | Path | None = None) -> Policy:
     data, shown = read_toml(folder / "policy.toml", PolicyError, "no policy.toml in the model folder")
     source_text = ""
     source_name = data.get("model", {}).get("source") if isinstance(data.get("model"), dict) else None
-    if isinstance(source_name, str) and (folder / source_name).is_file():
-        source_text = (folder / source_name).read_text(encoding="utf-8")
+    if isinstance(source_name, str) and source_name.strip() and Path(source_name).name == source_name:
+        file = folder / source_name
+        if not file.is_file():
+            raise PolicyError(f"{shown}: [model]: source {source_name!r} is not in the model folder {folder}; put the "
+                              "published text there (quotes are checked against it)")
+        try:
+            source_text = file.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise PolicyError(f"{display_path(file)}: not UTF-8 text; save the policy text as UTF-8") from None
     return from_dict(data, origin=shown, source_text=source_text)
 
 
@@ -333,6 +343,13 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
         meta.str(key)
     if meta.data.get("money_unit", "萬元") != "萬元":
         problems.add("[model]", f"money_unit must be 萬元, got {meta.data.get('money_unit')!r}")
+    year = meta.int("year", required=False)
+    if year is not None and not YEARS[0] <= year <= YEARS[1]:
+        problems.add("[model]", f"year must lie in {YEARS[0]}-{YEARS[1]}, got {year}")
+    source = meta.str("source", required=False)
+    if source and (Path(source).name != source or source.startswith(".")):
+        problems.add("[model]", f"source must be a file name inside the model folder (such as source.txt), "
+                     f"got {source!r}")
 
     reading_table = Table(top.data.get("reading", {}), "[reading]", problems, allowed={
         "threshold_inclusive", "threshold_note", "plan_at_maximum", "maximum_note",
@@ -357,7 +374,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
     domain_keys = {d.key for d in domains}
     budget_total = Table(top.data.get("budget_total", {}), "[budget_total]", problems,
                           allowed={"net_of_overlap", "quote", "note"})
-    net_total = budget_total.number("net_of_overlap") or 0.0
+    net_total = budget_total.number("net_of_overlap", high=MONEY_CEILING) or 0.0
     gross = sum(d.budget for d in domains)
     if net_total > gross + 1e-6:
         problems.add("[budget_total]", f"net_of_overlap {net_total:g} exceeds the sum of the domain "
@@ -405,7 +422,7 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
         if len(span) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in span):
             problems.add(where, f"articles must be [first, last] article numbers, got {span!r}")
             span = [0, -1]
-        budget = t.number("budget")
+        budget = t.number("budget", high=MONEY_CEILING)
         if budget is not None and budget < 0:
             problems.add(where, f"budget must be >= 0, got {budget:g}")
         claims = t.param("claims_budget")
@@ -416,7 +433,7 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
         for i, raw_line in enumerate(t.list("sublines")):
             lt = Table(raw_line, f"{where}, subline {i + 1}", problems,
                         allowed={"id", "name_en", "amount", "quote"})
-            amount = lt.number("amount")
+            amount = lt.number("amount", high=MONEY_CEILING)
             if amount is not None and amount < 0:
                 problems.add(lt.where, f"amount must be >= 0, got {amount:g}")
             sublines.append(Subline(lt.str("id"), lt.str("name_en", required=False),
@@ -477,9 +494,13 @@ def _targets(raw: list, domain_keys: set[str], problems: Problems) -> list[Targe
         domain = t.str("domain")
         if domain and domain not in domain_keys:
             problems.add(t.where, f"unknown domain {domain!r}")
-        out.append(Target(t.str("id"), domain, t.number("value") or 0.0, t.str("unit"),
+        unit = t.str("unit")
+        if "元" in unit and unit != "萬元" and unit not in OTHER_MONEY:
+            problems.add(t.where, f"unit {unit!r}: write money in 萬元 (1億 = 10,000萬), or one of "
+                         f"{', '.join(OTHER_MONEY)} as printed")
+        out.append(Target(t.str("id"), domain, t.number("value", low=0.0) or 0.0, unit,
                           t.str("comparison"), t.str("quote"), t.int("article", required=False),
-                          t.number("stretch", required=False)))
+                          t.number("stretch", required=False, low=0.0)))
     return out
 
 
@@ -505,8 +526,15 @@ def _attributes(raw: Any, claimants: Mapping[str, str], problems: Problems) -> d
             problems.add(where, f"default {default:g} is below min {minimum:g}")
         if kind == "bool" and default is not None and default not in (0.0, 1.0):
             problems.add(where, f"a bool attribute's default must be 0 or 1, got {default:g}")
-        out[name] = Attribute(name, claimant, kind, t.str("unit"), t.str("description"), default,
-                              minimum)
+        unit = t.str("unit")
+        expected = UNITS.get(kind)
+        if unit and expected and unit != expected:
+            problems.add(where, f"unit of a {kind} attribute must be {expected!r}, got {unit!r}"
+                         + (" (money is in 萬元: 1億 = 10,000萬)" if kind == "float" else ""))
+        elif unit and kind == "int" and "元" in unit:
+            problems.add(where, f"unit {unit!r}: a count or grade (int) cannot be money; money attributes are "
+                         "type float in 萬元")
+        out[name] = Attribute(name, claimant, kind, unit, t.str("description"), default, minimum)
     return out
 
 
@@ -542,8 +570,9 @@ class _RuleContext:
 def _rule_where(value: Any, i: int) -> str:
     rule_id = value.get("id") if isinstance(value, dict) else None
     article_no = value.get("article") if isinstance(value, dict) else None
+    named = isinstance(rule_id, str) and rule_id.strip()
     return (f"article {article_no}, " if isinstance(article_no, int) else "") + (
-        f"rule {rule_id}" if isinstance(rule_id, str) else f"rules entry {i + 1}")
+        f"rule {rule_id}" if named else f"rules entry {i + 1}")
 
 
 def _rule_identity(t: Table, ctx: _RuleContext) -> dict[str, Any]:
@@ -606,15 +635,16 @@ def _rule_numbers(t: Table, kind: kinds.Kind | None) -> dict[str, Param]:
     return out
 
 
-def _rule_tiers(t: Table, kind: kinds.Kind | None) -> tuple[Tier, ...]:
+def _rule_tiers(t: Table, kind: kinds.Kind | None, floor: float = 0.0) -> tuple[Tier, ...]:
+    """A rule's tiers; ``floor`` is the least value of the attribute the tiers read (its ``min``)."""
     if kind is None or kind.tiers == "none":
         return ()
     tiers = []
     for j, raw_tier in enumerate(t.list("tiers")):
         tt = Table(raw_tier, f"{t.where}, tier {j + 1}", t.problems, allowed={"at", kind.tier_value})
-        at = tt.number("at")
+        at = tt.number("at", low=floor)
         value = tt.param(kind.tier_value)
-        check_range(t.problems, tt.where, kind.tier_value, value, 0.0, kind.tier_value_high)
+        check_range(t.problems, tt.where, kind.tier_value, value, 0.0, kind.tier_value_high or MONEY_CEILING)
         if at is not None and value is not None:
             tiers.append(Tier(at, value))
     if "tiers" in t.data and not t.data.get("tiers") and kind.tiers == "required":
@@ -655,7 +685,8 @@ def _rule(value: Any, i: int, ctx: _RuleContext) -> Rule:
     tier_base = t.str("tier_base", required=False) or None
     _check_attribute(ctx.problems, t.where, ctx.attributes, identity["claimant"], tier_base, "tier_base",
                      ("float", "int"))
-    tiers = _rule_tiers(t, kind)
+    read = ctx.attributes.get(tier_base or base)
+    tiers = _rule_tiers(t, kind, read.min if read is not None else 0.0)
     if kind is not None and kind.tier_base and bool(tiers) != bool(tier_base):
         ctx.problems.add(t.where, f"tiers and tier_base go together on a {kind.name} rule")
     common = {}
@@ -704,13 +735,8 @@ def load_examples(model: str | Path | None = None, policy: Policy | None = None)
     attributes = {a.name for a in policy.attributes}
     out = []
     for file in sorted(folder.glob("*.toml")):
-        shown = display_path(file)
+        data, shown = read_toml(file, PolicyError, "missing")
         problems = Problems(shown)
-        try:
-            with open(file, "rb") as handle:
-                data = tomllib.load(handle)
-        except tomllib.TOMLDecodeError as exc:
-            raise PolicyError(f"{shown}: not valid TOML: {exc}") from None
         top = Table(data, "", problems, allowed={"article", "cases"})
         article = top.int("article")
         for i, raw in enumerate(top.list("cases")):

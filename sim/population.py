@@ -37,7 +37,19 @@ from scipy import special
 from sim.errors import SpecError
 from sim.firms import FirmTable, firm_table, read_table
 from sim.policy import Policy, resolve_model
-from sim.validation import FrozenMap, Problems, Table, canonical_json, check_provenance, number, ordered_json, read_toml
+from sim.validation import (
+    COUNT_CEILING,
+    MONEY_CEILING,
+    NUMBER_CEILING,
+    FrozenMap,
+    Problems,
+    Table,
+    canonical_json,
+    check_provenance,
+    number,
+    ordered_json,
+    read_toml,
+)
 
 BLOCK = 1 << 16
 DEFAULT_CHUNK = 1 << 16
@@ -46,22 +58,25 @@ STEP_KINDS = ("lognormal", "normal", "bernoulli", "factor_event", "event", "amou
 EXTRA_TYPES = ("float", "int", "bool")
 
 # The numbers each step kind takes: name -> (required, low, high, may be per class, may be partial)
+# Bounds keep every draw finite: a lognormal's sigma at most 5 (exp(5 x 8) is still finite), a Pareto tail
+# exponent above 1 (a finite mean), a Poisson mean at most 100 per claimant.
 _NUMBERS: dict[str, dict[str, tuple[bool, float | None, float | None, bool]]] = {
-    "lognormal": {"median": (True, 0.0, None, True), "sigma": (True, 0.0, None, True),
-                  "multiplier": (False, 0.0, None, True), "tail_from": (False, 0.0, 1.0, True),
-                  "tail_alpha": (False, 0.0, None, True)},
-    "normal": {"mean": (True, None, None, True), "sd": (True, 0.0, None, True)},
+    "lognormal": {"median": (True, 0.0, MONEY_CEILING, True), "sigma": (True, 0.0, 5.0, True),
+                  "multiplier": (False, 0.0, 100.0, True), "tail_from": (False, 0.5, 0.9999, True),
+                  "tail_alpha": (False, 1.05, 10.0, True)},
+    "normal": {"mean": (True, -NUMBER_CEILING, NUMBER_CEILING, True), "sd": (True, 0.0, NUMBER_CEILING, True)},
     "bernoulli": {"probability": (True, 0.0, 1.0, True)},
     "factor_event": {"probability": (True, 0.0, 1.0, True)},
     "event": {"probability": (True, 0.0, 1.0, True)},
-    "amount": {"probability": (True, 0.0, 1.0, True), "median": (True, 0.0, None, True),
-               "sigma": (True, 0.0, None, True)},
-    "count": {"mean": (True, 0.0, None, True)},
+    "amount": {"probability": (True, 0.0, 1.0, True), "median": (True, 0.0, MONEY_CEILING, True),
+               "sigma": (True, 0.0, 5.0, True)},
+    "count": {"mean": (True, 0.0, 100.0, True)},
     "categorical": {},
     "product": {},
     "increase": {},
-    "at_most": {"limit": (True, None, None, False)},
+    "at_most": {"limit": (True, -NUMBER_CEILING, NUMBER_CEILING, False)},
 }
+GROWTH_BOUND = 3.0  # |mean| + 6 sd of a log growth an `increase` step reads: exp(3) is a twenty-fold change
 _PARTIAL = {"tail_from", "tail_alpha"}  # per-class numbers that may name only some classes (the rest: none)
 _STEP_KEYS = {"kind", "factor", "loading", "only", "only_if", "of", "when", "log_growth", "values", "probabilities",
               "internal", "source", "assumed", "why"} | {k for numbers in _NUMBERS.values() for k in numbers}
@@ -366,6 +381,16 @@ class _StepContext:
     event_factor: str | None
     drawn: dict[str, str]  # attribute -> step kind, in order
     problems: Problems
+    steps: dict[str, Step] = field(default_factory=dict)  # the steps drawn so far, by attribute
+
+
+def _growth_is_bounded(step: Step, dimensions: Mapping[str, tuple[str, ...]]) -> bool:
+    def values(level: Level | None) -> list[float]:
+        if level is None:
+            return [0.0]
+        return list(level.values.values()) if level.by is not None else [level.values]
+    return max(abs(m) for m in values(step.numbers.get("mean"))) + 6 * max(values(step.numbers.get("sd"))) \
+        <= GROWTH_BOUND
 
 
 def _step_references(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
@@ -396,6 +421,13 @@ def _step_references(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
         out["of"] = (earlier(t.data.get("of"), "of"),)
         if kind == "increase":
             out["log_growth"] = earlier(t.data.get("log_growth"), "log_growth")
+            growth = ctx.steps.get(out["log_growth"])
+            if growth is not None and growth.kind != "normal":
+                t.problems.add(t.where, f"log_growth names {growth.attribute!r}, a {growth.kind} step; a log growth is "
+                               "a normal step")
+            elif growth is not None and not _growth_is_bounded(growth, ctx.dimensions):
+                t.problems.add(t.where, f"log growth {growth.attribute!r} is implausibly large: |mean| + 6 sd must "
+                               f"stay within {GROWTH_BOUND:g} (a {np.exp(GROWTH_BOUND):.0f}-fold change in a year)")
     if "only_if" in t.data:
         if kind not in ("event", "amount"):
             t.problems.add(t.where, "only_if applies to event and amount steps")
@@ -492,6 +524,7 @@ def _step(name: str, raw: Any, where: str, ctx: _StepContext) -> Step | None:
     step = Step(name, kind, FrozenMap(numbers), internal=internal, **_step_references(t, kind, ctx),
                 **_step_shape(t, kind, ctx))
     ctx.drawn[name] = kind
+    ctx.steps[name] = step
     return step
 
 
@@ -566,7 +599,11 @@ def _extra_attributes(raw: Any, problems: Problems) -> dict[str, ExtraAttribute]
         kind = t.str("type")
         if kind and kind not in EXTRA_TYPES:
             problems.add(t.where, f"type must be one of {', '.join(EXTRA_TYPES)}, got {kind!r}")
-        out[name] = ExtraAttribute(name, kind, t.str("unit"), t.str("description"))
+        unit = t.str("unit")
+        expected = {"float": "萬元", "bool": "flag"}.get(kind)
+        if unit and expected and unit != expected:
+            problems.add(t.where, f"unit of a {kind} attribute must be {expected!r}, got {unit!r}")
+        out[name] = ExtraAttribute(name, kind, unit, t.str("description"))
     return out
 
 
@@ -590,8 +627,8 @@ def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
         if claimant and claimant not in policy.claimants:
             problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(policy.claimants)})")
         count = t.int("count")
-        if count is not None and count < 0:
-            problems.add(where, f"count must be >= 0, got {count}")
+        if count is not None and not 0 <= count <= COUNT_CEILING:
+            problems.add(where, f"count must lie in 0-{COUNT_CEILING:,.0f}, got {count}")
         classes = {}
         for dim, known in programme.dimensions.items():
             value_ = t.str(dim)
@@ -599,7 +636,8 @@ def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
                 problems.add(where, f"unknown {dim} {value_!r} (known: {', '.join(known)})")
             classes[dim] = value_
         ctx = _StepContext(claimant, policy, extra, programme.dimensions, programme.factors, programme.event_factor,
-                           {s.attribute: s.kind for s in programme.steps}, problems)
+                           {s.attribute: s.kind for s in programme.steps}, problems,
+                           {s.attribute: s for s in programme.steps})
         raw_attrs = t.data.get("attributes", {})
         steps = [_step(name, g, f"{where}, attribute {name}", ctx)
                  for name, g in (raw_attrs.items() if isinstance(raw_attrs, dict) else [])]
@@ -626,7 +664,7 @@ def _shocks(raw: Any, policy: Policy, extra: Mapping[str, ExtraAttribute], probl
     money = {a.name for a in policy.attributes if a.type == "float"} | {
         e.name for e in extra.values() if e.type == "float"}
     for name, factor in (raw.items() if isinstance(raw, dict) else []):
-        value = number(factor, f"shocks.{name}", "[shocks]", problems)
+        value = number(factor, f"shocks.{name}", "[shocks]", problems, high=100.0)
         if name not in money:
             problems.add("[shocks]", f"{name}: a shock multiplies a money attribute "
                          f"(one of {', '.join(sorted(money))})")
@@ -650,10 +688,11 @@ def _calibration(raw: list, attributes: set[str], problems: Problems) -> list[Ca
         attribute = stat.str("attribute")
         if attribute and attribute not in attributes:
             problems.add(stat.where, f"unknown attribute {attribute!r}")
-        targets.append(CalibrationTarget(t.str("id"), kind, attribute, t.number("value") or 0.0,
+        targets.append(CalibrationTarget(t.str("id"), kind, attribute, t.number("value", low=0.0) or 0.0,
                                          t.str("unit"), t.str("source"),
                                          stat.str("claimant", required=False) or None,
-                                         t.number("low", required=False), t.number("high", required=False)))
+                                         t.number("low", required=False, low=0.0),
+                                         t.number("high", required=False, low=0.0)))
     return targets
 
 
@@ -678,6 +717,9 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
                  allowed={"policy", "money_unit", "year", "extra_attributes", "class_summary"})
     if head.data.get("money_unit", "萬元") != "萬元":
         problems.add("[population]", "money_unit must be 萬元")
+    year = head.int("year", required=False)
+    if year is not None and policy.meta.get("year") is not None and year != policy.meta.get("year"):
+        problems.add("[population]", f"year {year} is not the policy's year {policy.meta.get('year')}")
     extra = _extra_attributes(head.data.get("extra_attributes", {}), problems)
     raw_programmes = top.data.get("claimants", {})
     programmes = {claimant: _programme(claimant, raw, policy, extra, problems)

@@ -159,7 +159,7 @@ def _windows(top: Table, calendar: _Calendar, issued: float, problems: Problems)
                 problems.add(where, "close must come after open")
             intervals.append((a, b))
         elif kind == "batches":
-            length = t.number("length_days") or 0.0
+            length = t.number("length_days", high=calendar.horizon) or 0.0
             if length <= 0:
                 problems.add(where, f"length_days must be > 0, got {length:g}")
             for i, opening in enumerate(t.list("opens")):
@@ -185,9 +185,9 @@ def _bureaus(top: Table, windows: Mapping[str, Window], problems: Problems) -> d
                                                  "why"})
         check_provenance(t)
         reviewers = t.int("reviewers") or 0
-        if reviewers < 1:
-            problems.add(where, f"reviewers must be >= 1, got {reviewers}")
-        review = t.number("review_days") or 0.0
+        if not 1 <= reviewers <= 10_000:
+            problems.add(where, f"reviewers must lie in 1-10,000, got {reviewers}")
+        review = t.number("review_days", high=366.0) or 0.0
         if review <= 0:
             problems.add(where, f"review_days must be > 0, got {review:g}")
         window = t.str("window")
@@ -202,7 +202,7 @@ def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bu
     defaults = Table(top.data.get("defaults", {}), "[defaults]", problems,
                      allowed={"approval", "notice_days", "expert_days", "source", "assumed", "why"})
     check_provenance(defaults)
-    base = {k: defaults.number(k) or 0.0 for k in ("approval", "notice_days", "expert_days")}
+    base = {k: defaults.number(k, high=366.0) or 0.0 for k in ("approval", "notice_days", "expert_days")}
     raw_rules = top.data.get("rules", {}) if isinstance(top.data.get("rules", {}), dict) else {}
     for rule_id in raw_rules:
         if rule_id not in policy.rule_ids:
@@ -219,7 +219,7 @@ def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bu
                                                  "assumed", "why"})
         if raw:
             check_provenance(t)
-        values = {k: (t.number(k, required=False) if k in t.data else base[k]) or 0.0 for k in base}
+        values = {k: (t.number(k, required=False, high=366.0) if k in t.data else base[k]) or 0.0 for k in base}
         if not 0 <= values["approval"] <= 1:
             problems.add(where, f"approval must lie in [0, 1], got {values['approval']:g}")
         for k in ("notice_days", "expert_days"):
@@ -239,7 +239,11 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
     cal = Table(top.data.get("calendar", {}), "[calendar]", problems,
                 allowed={"year", "issued", "source", "assumed", "why"})
     check_provenance(cal)
-    calendar = _Calendar(cal.int("year") or 2024, problems)
+    year = cal.int("year") or policy.meta.get("year") or 2024
+    if policy.meta.get("year") is not None and year != policy.meta.get("year"):
+        problems.add("[calendar]", f"year {year} is not the policy's year {policy.meta.get('year')}")
+        year = policy.meta.get("year")
+    calendar = _Calendar(year, problems)
     issued = calendar.day(cal.data.get("issued", f"{calendar.year}-01-01"), "[calendar]", "issued")
     payment_days, exhaustion, cutoff = _payment(top, calendar, problems)
     windows = _windows(top, calendar, issued, problems)

@@ -38,7 +38,7 @@ from typing import Any
 from sim import kinds
 from sim import policy as policy_module
 from sim import population as population_module
-from sim.errors import ScenarioError
+from sim.errors import PolicyError, ScenarioError
 from sim.validation import canonical_json, read_toml
 
 _TOP = {"name", "model", "description", "policy", "population", "process"}
@@ -96,14 +96,40 @@ def resolve(name_or_path: str | Path) -> Path:
                         f"bundled: {', '.join(names)}")
 
 
-def load(name_or_path: str | Path) -> Scenario:
+def load(name_or_path: str | Path, allow_outside: bool = False) -> Scenario:
     """Read a scenario file (or a bundled scenario by name) and validate it in full: policy, population and
-    process overrides, now, not half-way through a run."""
-    data, shown = read_toml(resolve(name_or_path), ScenarioError, "no such scenario file")
-    scenario = from_dict(data, origin=shown)
+    process overrides, now, not half-way through a run.
+
+    A model folder the scenario names by path is found relative to the scenario file, and must lie within
+    the bundled models folder unless ``allow_outside``."""
+    file = resolve(name_or_path)
+    data, shown = read_toml(file, ScenarioError, "no such scenario file")
+    scenario = from_dict(data, origin=shown, base=file.parent, allow_outside=allow_outside)
     policy, _ = apply(scenario)
     apply_process(scenario, policy)
     return scenario
+
+
+def model_folder(model: Any, origin: str, base: Path | None, allow_outside: bool) -> str:
+    """The model a scenario names: a bundled model's name, or a folder path relative to the scenario file."""
+    if model is None:
+        return policy_module.default_model()
+    if not isinstance(model, str) or not model.strip():
+        raise ScenarioError(f"{origin}: model must be a bundled model's name or a model folder, got {model!r}")
+    root = policy_module.models_root().resolve()
+    if "/" not in model and "\\" not in model:
+        if not (root / model / "policy.toml").is_file():
+            names = sorted(p.name for p in root.iterdir() if (p / "policy.toml").is_file())
+            raise ScenarioError(f"{origin}: model {model!r} is not a bundled model (bundled: {', '.join(names)}); "
+                                "give a model folder's path instead")
+        return model
+    folder = ((base or Path.cwd()) / model).resolve()
+    if not allow_outside and not folder.is_relative_to(root):
+        raise ScenarioError(f"{origin}: model {model!r} is {folder}, outside the models folder {root}; move the "
+                            "model there, or pass --allow-outside if you mean it")
+    if not (folder / "policy.toml").is_file():
+        raise ScenarioError(f"{origin}: model {model!r}: no policy.toml in {folder}")
+    return str(folder)
 
 
 def nested(path: str, value: Any) -> dict:
@@ -163,20 +189,25 @@ def value_at(policy: policy_module.Policy, spec: population_module.PopulationSpe
     raise ScenarioError(f"{path}: not a policy rule or domain number, nor a population entry")
 
 
-def from_dict(data: dict[str, Any], origin: str = "<scenario>") -> Scenario:
+def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | None = None,
+              allow_outside: bool = False) -> Scenario:
     unknown = set(data) - _TOP
     if unknown:
         raise ScenarioError(f"{origin}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(_TOP))})")
-    for key in ("name",):
-        if not isinstance(data.get(key), str):
-            raise ScenarioError(f"{origin}: `{key}` is required (text)")
+    if not isinstance(data.get("name"), str) or not data["name"].strip():
+        raise ScenarioError(f"{origin}: `name` is required (text)")
+    if not isinstance(data.get("description", ""), str):
+        raise ScenarioError(f"{origin}: description must be text")
+    for section in ("policy", "population", "process"):
+        if section in data and not isinstance(data[section], dict):
+            raise ScenarioError(f"{origin}: [{section}] must be a table of overrides")
     overrides = {k: data[k] for k in ("policy", "population", "process") if k in data}
     for section, allowed in (("policy", _POLICY_SECTIONS),):
         extra = set(overrides.get(section, {})) - allowed
         if extra:
             raise ScenarioError(f"{origin}: {section}.{sorted(extra)[0]} cannot be overridden "
                                 f"(allowed: {', '.join(sorted(allowed))})")
-    return Scenario(data["name"], str(data.get("model") or policy_module.default_model()),
+    return Scenario(data["name"], model_folder(data.get("model"), origin, base, allow_outside),
                     str(data.get("description", "")), canonical_json(overrides), origin)
 
 
@@ -187,14 +218,21 @@ def _mark(value: Any, reason: str) -> Any:
     return {"value": value, "assumed": True, "why": reason}
 
 
+def _table(value: Any, where: str, path: str) -> dict:
+    """An override that must be a table (of rules, of fields, ...): one clear message when it is not."""
+    if not isinstance(value, dict):
+        raise ScenarioError(f"{where}: {path} must be a table, got {value!r}")
+    return value
+
+
 def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -> dict:
     data = copy.deepcopy(data)
     reason = f"scenario {scenario.name}"
     rules = {r["id"]: r for r in data["rules"]}
-    for rule_id, fields in overrides.get("rules", {}).items():
+    for rule_id, fields in _table(overrides.get("rules", {}), where, "policy.rules").items():
         if rule_id not in rules:
             raise ScenarioError(f"{where}: policy.rules.{rule_id}: no such rule in model {scenario.model}")
-        for key, value in fields.items():
+        for key, value in _table(fields, where, f"policy.rules.{rule_id}").items():
             if key in _RULE_NUMBERS:
                 rules[rule_id][key] = _mark(value, reason)
             elif key == "tiers":
@@ -202,10 +240,10 @@ def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -
             else:
                 raise ScenarioError(f"{where}: policy.rules.{rule_id}.{key}: only numbers can be overridden "
                                     f"({', '.join(sorted(_RULE_NUMBERS | {'tiers'}))})")
-    for key, fields in overrides.get("domains", {}).items():
+    for key, fields in _table(overrides.get("domains", {}), where, "policy.domains").items():
         if key not in data["domains"]:
             raise ScenarioError(f"{where}: policy.domains.{key}: no such domain in model {scenario.model}")
-        for field, value in fields.items():
+        for field, value in _table(fields, where, f"policy.domains.{key}").items():
             if field == "claims_budget":
                 data["domains"][key][field] = _mark(value, reason)
             elif field == "budget":
@@ -231,13 +269,14 @@ def _tiers(value: Any, where: str, reason: str) -> list[dict]:
     return out
 
 
-def _merge(target: dict, override: dict, path: str, where: str) -> None:
-    for key, value in override.items():
+def _merge(target: dict, override: Any, path: str, where: str) -> None:
+    for key, value in _table(override, where, path).items():
         here = f"{path}.{key}"
         if isinstance(value, dict) and isinstance(target.get(key), dict):
             _merge(target[key], value, here, where)
         elif key not in target and isinstance(value, dict):
-            raise ScenarioError(f"{where}: {here}: no such entry in the model's population specification")
+            section = "population specification" if path.startswith("population") else "process settings"
+            raise ScenarioError(f"{where}: {here}: no such entry in the model's {section}")
         else:
             target[key] = value
 
@@ -247,12 +286,12 @@ def _apply_population(data: dict, overrides: dict, where: str) -> dict:
     for key, value in overrides.items():
         if key == "segments":
             segments = {s["id"]: s for s in data.get("segments", [])}
-            for segment_id, fields in value.items():
+            for segment_id, fields in _table(value, where, "population.segments").items():
                 if segment_id not in segments:
                     raise ScenarioError(f"{where}: population.segments.{segment_id}: no such segment")
                 _merge(segments[segment_id], fields, f"population.segments.{segment_id}", where)
         elif key == "shocks":
-            data.setdefault("shocks", {}).update(value)
+            data.setdefault("shocks", {}).update(_table(value, where, "population.shocks"))
         elif key in data and isinstance(value, dict):
             _merge(data[key], value, f"population.{key}", where)
         else:
@@ -274,12 +313,12 @@ def apply_process(scenario: Scenario, policy: policy_module.Policy):
         if key not in ("payment", "bureaus", "windows", "rules", "defaults", "calendar"):
             raise ScenarioError(f"{where}: process.{key} cannot be overridden")
         if key in ("bureaus", "windows"):
-            for name, fields in value.items():
+            for name, fields in _table(value, where, f"process.{key}").items():
                 if name not in data.get(key, {}):
                     raise ScenarioError(f"{where}: process.{key}.{name}: no such entry in the model's process settings")
                 _merge(data[key][name], fields, f"process.{key}.{name}", where)
         elif key == "rules":
-            for rule_id, fields in value.items():
+            for rule_id, fields in _table(value, where, "process.rules").items():
                 entry = data.setdefault("rules", {}).setdefault(
                     rule_id, {"assumed": True, "why": f"scenario {scenario.name}"})
                 _merge(entry, fields, f"process.rules.{rule_id}", where)
@@ -291,7 +330,12 @@ def apply_process(scenario: Scenario, policy: policy_module.Policy):
 def apply(scenario: Scenario) -> tuple[policy_module.Policy, population_module.PopulationSpec]:
     """The scenario's policy and population: overrides applied to copies of the baseline, validated."""
     where = scenario.path or scenario.name
-    base_policy = policy_module.load(scenario.model)
+    try:
+        base_policy = policy_module.load(scenario.model)
+    except PolicyError as exc:
+        if scenario.path is None:
+            raise
+        raise ScenarioError(f"{where}: its model {scenario.model!r} cannot be loaded: {exc}") from None
     base_spec = population_module.load_spec(scenario.model, policy=base_policy)
     if scenario.is_baseline:
         return base_policy, base_spec

@@ -76,6 +76,23 @@ def ordered_json(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
+def plain(value: Any) -> str:
+    """A value as a person writes it in a message: 3,000 or 0.05 or 'yes', never np.float64(3000.0).
+
+    >>> plain(3000.0), plain(0.05), plain("yes"), plain(1e308)
+    ('3,000', '0.05', "'yes'", '1e+308')
+    """
+    if isinstance(value, str):
+        return repr(value)
+    try:
+        number_ = float(value)
+    except (TypeError, ValueError):
+        return repr(value)
+    if not math.isfinite(number_) or abs(number_) >= 1e15:
+        return f"{number_:g}"
+    return f"{number_:,.6f}".rstrip("0").rstrip(".")
+
+
 def display_path(path: Path) -> str:
     try:
         return str(path.resolve().relative_to(Path.cwd().resolve()))
@@ -123,6 +140,7 @@ class Table:
         self.problems.add(self.where, f"{key} is required")
 
     def str(self, key: str, required: bool = True, default: str = "") -> str:
+        """Text; an empty (or blank) string is never accepted: a name, id or quote must say something."""
         value = self.data.get(key)
         if value is None:
             if required:
@@ -130,6 +148,9 @@ class Table:
             return default
         if not isinstance(value, str):
             self.problems.add(self.where, f"{key} must be text, got {value!r}")
+            return default
+        if not value.strip():
+            self.problems.add(self.where, f"{key} must not be empty; write it, or leave the key out if optional")
             return default
         return value
 
@@ -155,13 +176,14 @@ class Table:
             return default
         return value
 
-    def number(self, key: str, required: bool = True) -> float | None:
+    def number(self, key: str, required: bool = True, low: float | None = None,
+               high: float | None = None) -> float | None:
         value = self.data.get(key)
         if value is None:
             if required:
                 self._missing(key)
             return None
-        return number(value, key, self.where, self.problems)
+        return number(value, key, self.where, self.problems, low, high)
 
     def param(self, key: str, required: bool = True) -> Param | None:
         value = self.data.get(key)
@@ -179,13 +201,29 @@ class Table:
         return value
 
 
-def number(value: Any, key: str, where: str, problems: Problems) -> float | None:
+# Ceilings that catch a number in the wrong unit or a typo of exponent (1e308), before it becomes inf.
+NUMBER_CEILING = 1e12  # any number of a model, firm table or scenario
+MONEY_CEILING = 1e8  # 萬元 (one trillion yuan): caps, amounts, budgets, medians of amounts
+COUNT_CEILING = 1e7  # claimants in a segment, units one claimant holds, reviewers
+
+
+def number(value: Any, key: str, where: str, problems: Problems, low: float | None = None,
+           high: float | None = None) -> float | None:
+    """A finite number within [low, high] (each bound optional) and within :data:`NUMBER_CEILING` in size."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         problems.add(where, f"{key} must be a number, got {value!r}")
         return None
     if not math.isfinite(value):
         problems.add(where, f"{key} must be finite, got {value!r}")
         return None
+    if abs(value) > NUMBER_CEILING:
+        problems.add(where, f"{key} = {value:g} is beyond any plausible value (at most {NUMBER_CEILING:g} in size); "
+                     "check the unit (money is in 萬元) and the exponent")
+        return None
+    if low is not None and value < low:
+        problems.add(where, f"{key} must be >= {low:g}, got {value:g}")
+    if high is not None and value > high:
+        problems.add(where, f"{key} must be <= {high:g}, got {value:g}")
     return float(value)
 
 
@@ -233,8 +271,15 @@ def read_toml(file: Path, error: type[FiscalsimError], missing: str) -> tuple[di
     if not file.is_file():
         raise error(f"{shown}: {missing}")
     try:
-        with open(file, "rb") as handle:
-            return tomllib.load(handle), shown
+        text = file.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = file.read_bytes()[:exc.start].count(b"\n") + 1
+        raise error(f"{shown}: line {line}: byte 0x{exc.object[exc.start]:02x} is not UTF-8; save the file as "
+                    "UTF-8 (a TOML file must be)") from None
+    except OSError as exc:
+        raise error(f"{shown}: cannot be read: {exc.strerror}") from None
+    try:
+        return tomllib.loads(text), shown
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{shown}: not valid TOML: {exc}") from None
 

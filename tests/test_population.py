@@ -221,7 +221,7 @@ def load_edited(tmp_path, text):
 SPEC_CASES = {
     "negative sigma": (TEXT.replace("sigma = { small = 1.3, medium = 0.8, large = 1.0 }",
                                     "sigma = { small = -1.3, medium = 0.8, large = 1.0 }"),
-                       "claimants.enterprise.attributes.revenue: sigma.small must be >= 0, got -1.3"),
+                       "claimants.enterprise.attributes.revenue: sigma.small must lie in [0, 5], got -1.3"),
     "correlation not PSD": (TEXT.replace("[1.00, 0.10, 0.05, 0.30, 0.35],\n  [0.10, 1.00,", "[1.00, 0.99, 0.05, 0.30, 0.35],\n  [0.99, 1.00,", 1)
                             .replace("[0.35, 0.45, 0.15, 0.15, 1.00]", "[0.35, -0.95, 0.15, 0.15, 1.00]")
                             .replace("[0.10, 1.00, 0.20, 0.10, 0.45]", "[0.99, 1.00, 0.20, 0.10, -0.95]"),
@@ -245,7 +245,7 @@ SPEC_CASES = {
                     "enterprise.attributes.new_chuying: unknown key 'loadings'"),
     "unknown sector": (TEXT.replace('sector = "biomed"\nsize = "medium"', 'sector = "biomedicine"\nsize = "medium"'),
                        "segment biomed-medium: unknown sector 'biomedicine'"),
-    "negative count": (TEXT.replace("count = 45\n", "count = -45\n"), "segment banks: count must be >= 0, got -45"),
+    "negative count": (TEXT.replace("count = 45\n", "count = -45\n"), "segment banks: count must lie in 0-10,000,000, got -45"),
     "no provenance": (TEXT.replace('id = "exhibitions"\nclaimant = "exhibition"\ncount = 20\nassumed = true\nwhy = "Qualifying international exhibitions held in the district a year; planning value."\n',
                                    'id = "exhibitions"\nclaimant = "exhibition"\ncount = 20\n'),
                       "segment exhibitions: give a `source` or `assumed = true` with `why`"),

@@ -164,7 +164,7 @@ TEXT = (pr.resolve_model() / "process.toml").read_text(encoding="utf-8")
 
 
 @pytest.mark.parametrize("edit, message", [
-    (("reviewers = 12", "reviewers = 0"), "bureau 區科技局: reviewers must be >= 1, got 0"),
+    (("reviewers = 12", "reviewers = 0"), "bureau 區科技局: reviewers must lie in 1-10,000, got 0"),
     (('exhaustion = "fcfs_defer"', 'exhaustion = "lottery"'), "exhaustion must be one of fcfs_defer, pro_rata, reject"),
     (('open = "2024-05-20"\nclose = "2024-11-30"', 'open = "2024-03-01"\nclose = "2024-11-30"'),
      "window continuous: opens on day 60, before the policy was issued"),

@@ -62,7 +62,7 @@ def test_scenario_files_are_found_by_name_and_checked_on_load(tmp_path):
     assert scenario.load("baseline").is_baseline
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[population.segments.banks]\ncount = -1\n', encoding="utf-8")
-    with pytest.raises(SpecError, match="segment banks: count must be >= 0"):
+    with pytest.raises(SpecError, match="segment banks: count must lie in 0-10,000,000"):
         scenario.load(bad)
     with pytest.raises(ScenarioError, match="bundled: article-13-caps-up, baseline, export-slump"):
         scenario.load("no-such-scenario")
