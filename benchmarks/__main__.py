@@ -150,7 +150,7 @@ def main(argv=None):
     parser.add_argument("--json", default="benchmarks/results.json")
     args = parser.parse_args(argv)
     quick = args.quick
-    from benchmarks import bench_budget, bench_montecarlo, bench_process
+    from benchmarks import bench_budget, bench_montecarlo, bench_process, bench_sensitivity
 
     results = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
                            "python": sys.version.split()[0], "numpy": np.__version__},
@@ -166,6 +166,8 @@ def main(argv=None):
                                              if quick else "3"])
     results["budget"] = bench_budget.main(["--scenarios", *(["200"] if quick else ["1000", "10000"]),
                                            "--repeat", "1" if quick else "3"])
+    results["sensitivity"] = bench_sensitivity.main(["--samples", "2" if quick else "64", "--workers", "2",
+                                                     *(["--n", "5000"] if quick else [])])
     try:
         from benchmarks import peer_openfisca
         results["openfisca"] = peer_openfisca.main(["--firms", "20000" if quick else "1000000"])
@@ -208,6 +210,10 @@ def print_table(r):
         if row["lp"] == "cvar":
             print(f"CVaR LP, S = {row['scenarios']:,}, {row['solver']}: build {row['build_s'] + row['model_s']:.2f} s, "
                   f"solve {row['solve_s']:.2f} s")
+    for row in r["sensitivity"]:
+        print(f"Sobol analysis of the baseline, {row['groups']} groups, N = {row['samples']} ({row['evaluations']:,} "
+              f"evaluations), {row['executor']} ({row['workers']} worker{'s' if row['workers'] > 1 else ''}): "
+              f"{row['seconds']:.1f} s")
     o = r["openfisca"]
     if isinstance(o, dict):
         for label in ("per-firm awards", "per-firm awards, compiled", "claims per rule"):

@@ -52,9 +52,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     policy, spec = scenario.apply(scenario.baseline())
     model = pr.load_process(policy=policy)
-    base = mc.replication_claims(policy, spec, 1, 0, spec.counts())
+    base = mc.replication_claims(policy, spec, 1, 0)
     scale = args.applications / max(len(base), 1)
-    claims = mc.replication_claims(policy, spec, 1, 0, spec.counts(scale=scale))
+    claims = mc.replication_claims(policy, spec, 1, 0, scale=scale)
     # A district `scale` times larger: proportionally more reviewers and budget, so the bureaus' queues
     # and the budgets behave as in the baseline (with the baseline's staff, most of 100,000 applications
     # would still be queued at year end).

@@ -27,7 +27,9 @@ from sim import policy as policy_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
+from sim.headline import ranking
 from sim.policy import Policy, catalogue_table, format_param, inputs_table
+from sim.validation import plain
 
 pd.set_option("display.unicode.east_asian_width", True)
 pd.set_option("display.width", 250)
@@ -43,7 +45,7 @@ def cmd_policy(args: argparse.Namespace) -> int:
               "Money in 萬元.")
         return 0
     print(f"{policy.meta.get('title_zh', '')} — {policy.path}")
-    print("Money in 萬元; * marks an assumed number (the text leaves it open).\n")
+    print("Money in 萬元; * marks an assumed number (the text leaves it open), † a number the scenario sets.\n")
     print(catalogue_table(policy).to_string(index=False))
     print("\nDomains (萬元)")
     domains = pd.DataFrame([{
@@ -136,13 +138,20 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     print(f"Calibration of {spec.path}: {spec.total:,} claimants in {len(spec.segments)} segments; "
           f"{args.replications} replications, seed {args.seed}\n")
     for row in table.itertuples():
-        band = f" (band {row.low:,.4g}-{row.high:,.4g})" if row.low is not None and pd.notna(row.low) else ""
+        band = f" (band {plain(row.low)}-{plain(row.high)})" if row.low is not None and pd.notna(row.low) else ""
         verdict = "" if row.in_band is None else ("  in band" if row.in_band else "  OUT OF BAND")
-        expected = f"expected {row.expected:,.4g}, " if pd.notna(row.expected) else ""
+        expected = f"expected {plain(row.expected)}, " if pd.notna(row.expected) else ""
         print(f"{row.target}: {row.statistic} [{row.unit}]")
-        print(f"  target {row.target_value:,.4g}{band}; synthetic {expected}simulated {row.mean:,.4g} "
-              f"± {row.sd:,.3g}{verdict}")
+        print(f"  target {plain(row.target_value)}{band}; synthetic {expected}simulated {plain(row.mean)} "
+              f"± {plain(row.sd)}{verdict}")
+        role = population.ROLES[row.role]
+        if row.role == "set":
+            role += f": {row.sets}"
+        print(f"  {role}; evidence: {population.EVIDENCE[row.evidence]}")
         print(f"  source: {row.source}")
+    independent = table[table["role"] == "independent"]
+    print(f"\n{len(independent)} of {len(table)} targets are independent evidence; the others were used to set "
+          "parameters and are met by construction.")
     quantiles = population.class_quantiles(spec, seed=args.seed)
     if len(quantiles):
         print(f"\n{spec.summary.claimant} by {spec.summary.by} (萬元; shapes are assumed, see population.toml)")
@@ -163,8 +172,8 @@ def _settings(args: argparse.Namespace) -> pipeline.Settings:
     return pipeline.Settings(
         replications=args.replications, seed=args.seed, n=args.n, scale=args.scale,
         stages=tuple(stage for stage in pipeline.STAGES if not skipped.get(stage)),
-        process_replications=args.process_replications, sensitivity_replications=args.sensitivity_replications,
-        lang=args.lang)
+        process_replications=args.process_replications, uncertainty=args.uncertainty, per_draw=args.per_draw,
+        sensitivity_samples=args.sensitivity_samples, lang=args.lang)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -180,6 +189,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"\n{m['scenario']}: {m['replications']} replications of {m['population']:,} claimants "
           f"(seed {m['seed']}) in {sum(v for v in m['timings'].values() if isinstance(v, float)):.1f} s")
     print(domain_summary_text(run.summary("domain")))
+    how = "drawn from their plausible ranges" if m["uncertainty"] == "ranges" else "held at their values"
+    print(f"\nOverrun with the assumptions {how} ({m['replications']} replications, {m['per_draw']} per draw)")
+    print(headline_text(run["headline"], run))
+    sentences = verdict_text(run["headline"], run)
+    if sentences:
+        print(sentences)
     if "process_runout_summary" in run:
         print(f"\nProcess ({m['process_replications']} replications, exhaustion rule {m['exhaustion']})")
         print(runout_text(run["process_runout_summary"]))
@@ -195,6 +210,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (run.path / "report" / "report.html").is_file():
         print(f"report: {run.path / 'report' / 'report.html'}")
     return 0
+
+
+def headline_text(table: pd.DataFrame, run) -> str:
+    """The decision-grade table: P(overrun), its spread across assumption draws, the verdict and the driver."""
+    labels = report.group_labels(run, "en")
+    shown = pd.DataFrame({
+        "domain": table["domain"],
+        "P(overrun)": table["p_overrun"].map("{:.0%}".format),
+        "P10-P90 given assumptions": [f"{a:.0%}-{b:.0%}" if pd.notna(a) else "—"
+                                      for a, b in zip(table["p_overrun_p10"], table["p_overrun_p90"])],
+        "luck of the year": table["aleatory_share"].map(lambda x: "—" if pd.isna(x) else f"{x:.0%}"),
+        "expected shortfall 萬元": table["expected_shortfall"].map("{:,.0f}".format),
+        "verdict": table["verdict"],
+        "driven most by": [labels.get(d, d) or "—" for d in table["driver"]],
+    })
+    return shown.to_string(index=False)
 
 
 def runout_text(summary: pd.DataFrame) -> str:
@@ -263,6 +294,40 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    run = results.load(args.run_dir)
+    executor = _executor(args)
+    try:
+        tables = pipeline.sensitivity_of(run, samples=args.samples, executor=executor, progress=not args.no_progress)
+    finally:
+        executor.close()
+    print(sensitivity_text(tables["sobol_indices"], tables["headline"], run))
+    print(f"\ntables in {run.path / 'sensitivity'}")
+    return 0
+
+
+def verdict_text(table: pd.DataFrame, run) -> str:
+    """The plain sentence of each domain the assumptions leave at risk (the report's words, in English)."""
+    at_risk = table[table["verdict"] != "no overrun"]
+    sentences = report.headline_sentences(at_risk, run.policy(), report.group_labels(run, "en"), "en")
+    return "\n".join(f"- {s}" for s in sentences)
+
+
+def sensitivity_text(indices: pd.DataFrame, table: pd.DataFrame, run) -> str:
+    """Per domain at risk: the assumption groups by total Sobol index of the overrun, with 95% intervals."""
+    labels = report.group_labels(run, "en")
+    lines = []
+    for row in table.sort_values("p_overrun", ascending=False).itertuples():
+        measure = "overrun" if row.p_overrun not in (0.0, 1.0) else "claims"
+        lines.append(f"{row.domain}: P(overrun) {row.p_overrun:.0%}; total Sobol indices of its {measure}:")
+        for r in ranking(indices, row.domain, measure).head(6).itertuples():
+            lines.append(f"  {labels.get(r.group, r.group):<60} {r.total:5.2f}  [{r.total_low:.2f}, "
+                         f"{r.total_high:.2f}]   first-order {r.first:5.2f}")
+        if row.p_overrun == 0.0:
+            break
+    return "\n".join(lines)
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     page = report.write_report(args.run_dir, lang=args.lang, out=args.out)
     print(f"report: {page}")
@@ -274,8 +339,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     domains = tables["domains"]
     shown = domains.assign(mean=domains["mean"].map("{:,.0f}".format), p95=domains["p95"].map("{:,.0f}".format),
                            claims_budget=domains["claims_budget"].map("{:,.0f}".format),
-                           p_overrun=domains["p_overrun"].map("{:.1%}".format),
+                           p_overrun=domains["p_overrun"].map("{:.0%}".format),
                            mean_shortfall=domains["mean_shortfall"].map("{:,.0f}".format)).drop(columns=["run"])
+    for column in ("p_overrun_p10", "p_overrun_p90"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda x: "—" if pd.isna(x) else f"{x:.0%}")
     print("Per domain (district-paid claims, 萬元)")
     print(shown.to_string(index=False))
     articles = tables["articles"].pivot_table(index="article", columns="scenario", values="mean", sort=False)
@@ -285,6 +353,46 @@ def cmd_compare(args: argparse.Namespace) -> int:
         out = results.write_run(args.out, tables, {"kind": "fiscalsim compare", "runs": args.runs}, force=True)
         print(f"\ntables in {out}")
     return 0
+
+
+def _add_executor(p: argparse.ArgumentParser) -> None:
+    """Where the work runs (in-process, a local Dask cluster, a scheduler) and whether a bar shows it."""
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers")
+    where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="Monte Carlo claims for a scenario (default: the baseline)")
+    p.add_argument("scenario", nargs="?", help="scenario file or bundled scenario name (default: baseline)")
+    p.add_argument("--model", default=None, help="model for the baseline when no scenario is given")
+    p.add_argument("--replications", "-r", type=int, default=100)
+    p.add_argument("--seed", "-s", type=int, default=2024)
+    p.add_argument("--out", "-o", default="runs/latest", help="run folder to write (default runs/latest)")
+    p.add_argument("--force", action="store_true", help="replace an existing run folder")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let a scenario name a model folder outside the bundled models folder")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--n", type=int, default=None, help="population size (segment shares kept)")
+    size.add_argument("--scale", type=float, default=1.0, help="multiply every segment count")
+    _add_executor(p)
+    p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
+    p.add_argument("--process-replications", type=int, default=None,
+                   help="replications run through the process stage (default: all)")
+    p.add_argument("--no-budget", action="store_true", help="skip the budget LPs")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
+    p.add_argument("--lang", choices=report.LANGS, default="zh", help="report language (default zh)")
+    p.add_argument("--uncertainty", choices=pipeline.UNCERTAINTY, default="ranges",
+                   help="ranges: draw every assumption from its plausible range; none: hold each at its value "
+                        "(default ranges)")
+    p.add_argument("--per-draw", type=int, default=5,
+                   help="replications (different firms) under each assumption draw (default 5)")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the Sobol sensitivity stage")
+    p.add_argument("--sensitivity-samples", type=int, default=8,
+                   help="base samples N of the Sobol design, N x (groups + 3) evaluations (default 8; "
+                        "`fiscalsim sensitivity RUN_DIR` for more)")
+    p.set_defaults(func=cmd_run)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -310,32 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--replications", type=int, default=5)
     p.set_defaults(func=cmd_calibrate)
 
-    p = sub.add_parser("run", help="Monte Carlo claims for a scenario (default: the baseline)")
-    p.add_argument("scenario", nargs="?", help="scenario file or bundled scenario name (default: baseline)")
-    p.add_argument("--model", default=None, help="model for the baseline when no scenario is given")
-    p.add_argument("--replications", "-r", type=int, default=100)
-    p.add_argument("--seed", "-s", type=int, default=2024)
-    p.add_argument("--out", "-o", default="runs/latest", help="run folder to write (default runs/latest)")
-    p.add_argument("--force", action="store_true", help="replace an existing run folder")
-    p.add_argument("--allow-outside", action="store_true",
-                   help="let a scenario name a model folder outside the bundled models folder")
-    size = p.add_mutually_exclusive_group()
-    size.add_argument("--n", type=int, default=None, help="population size (segment shares kept)")
-    size.add_argument("--scale", type=float, default=1.0, help="multiply every segment count")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers")
-    where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
-    p.add_argument("--process-replications", type=int, default=None,
-                   help="replications run through the process stage (default: all)")
-    p.add_argument("--no-budget", action="store_true", help="skip the budget LPs")
-    p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    p.add_argument("--lang", choices=report.LANGS, default="zh", help="report language (default zh)")
-    p.add_argument("--no-sensitivity", action="store_true", help="skip the one-at-a-time sensitivity stage")
-    p.add_argument("--sensitivity-replications", type=int, default=10,
-                   help="replications per point of the report's sensitivity (tornado) chart")
-    p.set_defaults(func=cmd_run)
+    _add_run(sub)
 
     p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run")
     p.add_argument("run_dir", help="a run folder written by fiscalsim run")
@@ -345,6 +428,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solver", choices=pipeline.SOLVERS, default="cbc")
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
+
+    p = sub.add_parser("sensitivity", help="Sobol indices of a finished run's assumption groups, with more samples")
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run (with --uncertainty ranges)")
+    p.add_argument("--samples", "-N", type=int, default=64,
+                   help="base samples N of the Saltelli design: N x (groups + 3) evaluations (default 64)")
+    _add_executor(p)
+    p.set_defaults(func=cmd_sensitivity)
 
     p = sub.add_parser("report", help="write the HTML report (and PNG figures) for a finished run")
     p.add_argument("run_dir")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -74,14 +75,12 @@ def combine(parts: Sequence[BlockTotals]) -> BlockTotals:
 
 # ----------------------------------------------------------------------------- the unit of work
 @dataclass(frozen=True)
-class ClaimsJob:
-    """Everything a worker needs to run replications: sent to each worker once."""
+class Model:
+    """The policy and population one replication runs on, compiled and cut into generation blocks."""
 
     policy: Policy
     spec: pop.PopulationSpec
-    seed: int
     counts: np.ndarray
-    keep_claims: int = 0  # keep the claims of replications 0 .. keep_claims - 1 (for the process stage)
     compiled: fused.CompiledRules = field(init=False)
     plan: tuple = field(init=False)
 
@@ -89,8 +88,52 @@ class ClaimsJob:
         object.__setattr__(self, "compiled", fused.compile_rules(self.policy))
         object.__setattr__(self, "plan", tuple(pop.block_plan(self.counts)))
 
+    @property
+    def budgets(self) -> np.ndarray:
+        return np.array([d.claims_budget.value for d in self.policy.domains])
+
+
+@dataclass(frozen=True)
+class ClaimsJob:
+    """Everything a worker needs to run replications: sent to each worker once.
+
+    Without ``drawn`` every replication runs on ``policy`` and ``spec``; with it, each replication runs on
+    the model of its assumption draw (rebuilt from the data and cached by draw in the worker).
+    """
+
+    policy: Policy
+    spec: pop.PopulationSpec
+    seed: int
+    n: int | None = None
+    scale: float = 1.0
+    keep_claims: int = 0  # keep the claims of replications 0 .. keep_claims - 1 (for the process stage)
+    drawn: Any = None  # sim.assumptions.Drawn, or None for the point values
+    base: Model = field(init=False)
+    cache: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "base", Model(self.policy, self.spec, self.spec.counts(self.n, self.scale)))
+        object.__setattr__(self, "cache", {})
+
+    @property
+    def plan(self) -> tuple:
+        return self.base.plan
+
+    def model(self, replication: int) -> Model:
+        if self.drawn is None:
+            return self.base
+        draw = self.drawn.draw_of(replication)
+        if draw not in self.cache:
+            self.cache.clear()  # replications come draw by draw: keep one
+            policy, spec, _ = self.drawn.build(draw)
+            self.cache[draw] = Model(policy, spec, spec.counts(self.n, self.scale))
+        return self.cache[draw]
+
     def groups(self) -> list[tuple[int, ...]]:
-        """Block indices of each task of one replication, about :data:`CLAIMANTS_PER_TASK` claimants each."""
+        """Block indices of each task of one replication, about :data:`CLAIMANTS_PER_TASK` claimants each
+        (one task per replication when the population itself is drawn)."""
+        if self.drawn is not None:
+            return [()]  # () stands for every block of the replication's own plan
         groups, current, held = [], [], 0
         for k, (_, _, m) in enumerate(self.plan):
             current.append(k)
@@ -115,44 +158,53 @@ class Claims:
 class TaskOutput:
     totals: list[BlockTotals]
     claims: Claims | None
+    budgets: np.ndarray  # (domains,) the claims budgets of the replication's model
 
 
-def claims_of_block(job: ClaimsJob, block: dict, m: int) -> Claims:
+def claims_of_block(model: Model, block: dict, m: int) -> Claims:
     """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
-    gross = fused.awards_per_claimant(job.compiled, block, m)
+    gross = fused.awards_per_claimant(model.compiled, block, m)
     rows, cols = np.nonzero(gross > 0)
-    return Claims(rows.astype(np.int64), gross[rows, cols] * job.compiled.share[rows])
+    return Claims(rows.astype(np.int64), gross[rows, cols] * model.compiled.share[rows])
 
 
 def replication_task(job: ClaimsJob, item: tuple[int, tuple[int, ...]]) -> TaskOutput:
-    """Draw and evaluate a group of generation blocks of one replication (the unit of distributed work)."""
+    """Draw and evaluate a group of generation blocks of one replication (the unit of distributed work);
+    an empty group means every block."""
     replication, group = item
+    return model_task(job.model(replication), job.seed, replication, group, replication < job.keep_claims)
+
+
+def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...] = (),
+               keep: bool = False) -> TaskOutput:
+    """Generation blocks of one replication (all of them for an empty group) on one model: totals, and with
+    ``keep`` the claims."""
     totals, claims = [], []
-    for k in group:
-        segment, block_index, m = job.plan[k]
-        block = pop.draw_block(job.spec, job.seed, replication, segment, block_index, m)
-        totals.append(block_totals(job.policy, block, compiled=job.compiled))
-        if replication < job.keep_claims:
-            claims.append(claims_of_block(job, block, m))
+    for k in group or range(len(model.plan)):
+        segment, block_index, m = model.plan[k]
+        block = pop.draw_block(model.spec, seed, replication, segment, block_index, m)
+        totals.append(block_totals(model.policy, block, compiled=model.compiled))
+        if keep:
+            claims.append(claims_of_block(model, block, m))
     kept = None
-    if replication < job.keep_claims:
+    if keep:
         kept = Claims(np.concatenate([c.rule for c in claims] or [np.zeros(0, np.int64)]),
                       np.concatenate([c.amount for c in claims] or [np.zeros(0)]))
-    return TaskOutput(totals, kept)
+    return TaskOutput(totals, kept, model.budgets)
 
 
 def replication_totals(job: ClaimsJob, replication: int) -> BlockTotals:
     """The totals of one whole replication."""
-    totals = replication_task(job, (replication, tuple(range(len(job.plan))))).totals
+    totals = replication_task(job, (replication, ())).totals
     return combine(totals or [empty_totals(job.policy)])
 
 
 def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
-                       counts: np.ndarray) -> pd.DataFrame:
+                       n: int | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Every claim of one replication: rule id and district-paid amount (萬元), the same draws as the
     replication's totals (for notebooks and tests; the pipeline keeps them from the claims stage)."""
-    job = ClaimsJob(policy, spec, seed, counts, keep_claims=replication + 1)
-    claims = replication_task(job, (replication, tuple(range(len(job.plan))))).claims
+    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims=replication + 1)
+    claims = replication_task(job, (replication, ())).claims
     return pd.DataFrame({"rule": np.asarray(policy.rule_ids, dtype=object)[claims.rule], "amount": claims.amount})
 
 
@@ -169,10 +221,11 @@ class MonteCarloResult:
     rules: pd.DataFrame  # replication x rule: award, district, claimants
     firms: pd.DataFrame  # replication x scope ("all" or a domain): claimant firms
     claims: list[Claims] = field(default_factory=list, repr=False)  # of the first replications, for the process
+    budgets: pd.DataFrame | None = None  # replication x domain claims budget
     settings: dict = field(default_factory=dict)
 
     def summary(self, level: str = "domain") -> pd.DataFrame:
-        return summarise(self.rules, self.policy, level)
+        return summarise(self.rules, self.policy, level, self.budgets)
 
 
 def totals_frame(policy: Policy, totals: Sequence[BlockTotals], first: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -213,12 +266,14 @@ def _stats(values: np.ndarray, prefix: str = "") -> dict[str, float]:
             **{f"{prefix}p{int(q * 100)}": np.quantile(values, q) for q in QUANTILES}}
 
 
-def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.DataFrame:
+def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain",
+              budgets: pd.DataFrame | None = None) -> pd.DataFrame:
     """Mean, sd, standard error, P5/P50/P95/P99 of claims per rule, article or domain (萬元), both gross
     (the planned award) and district-paid (``district_*``).
 
-    At the domain level, the claims budget, the probability that district-paid claims exceed it and the
-    mean shortfall (district-paid claims above the budget, 0 where within it).
+    At the domain level, the claims budget (its point value), the probability that district-paid claims
+    exceed the replication's claims budget (``budgets``: replication x domain, when budgets are drawn too),
+    and the mean shortfall (district-paid claims above the budget, 0 where within it).
     """
     totals = level_totals(rules, level)
     rows = []
@@ -227,8 +282,10 @@ def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.
         district = group["district"].to_numpy()
         row = {level: key, "replications": len(award), **_stats(award), **_stats(district, "district_")}
         if level == "domain":
-            budget = policy.domain(key).claims_budget.value
-            row["claims_budget"] = budget
+            point = policy.domain(key).claims_budget.value
+            budget = point if budgets is None else budgets.loc[budgets["domain"] == key].sort_values(
+                "replication")["claims_budget"].to_numpy()
+            row["claims_budget"] = point
             row["p_overrun"] = float((district > budget).mean())
             row["mean_shortfall"] = float(np.maximum(district - budget, 0.0).mean())
         rows.append(row)
@@ -238,19 +295,19 @@ def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain") -> pd.
 # ----------------------------------------------------------------------------- running
 def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, *, n: int | None = None,
         scale: float = 1.0, executor=None, keep_claims: int = 0, progress: bool | Callable = True,
-        label: str = "population and awards") -> MonteCarloResult:
+        label: str = "population and awards", drawn=None) -> MonteCarloResult:
     """Run ``replications`` independent draws of the population through every award rule.
 
     ``executor``: where the replications run (:mod:`sim.executors`; default in this process).  Results
     are bit-identical whatever the executor for the same seed.  ``keep_claims``: keep the claims of the
-    first replications (for the process stage).  ``progress``: True for a bar, False for none, or a
-    callable taking the number of replications done.
+    first replications (for the process stage).  ``drawn``: the assumption draws (:class:`sim.assumptions.
+    Drawn`); each replication then runs on the model of its draw.  ``progress``: True for a bar, False for
+    none, or a callable taking the number of tasks done.
     """
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     executor = executor or Serial()
-    counts = spec.counts(n, scale)
-    job = ClaimsJob(policy, spec, seed, counts, keep_claims)
+    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn)
     groups = job.groups()
     items = [(r, group) for r in range(replications) for group in groups]
     bar = progress_bar(progress, len(items), label)
@@ -263,9 +320,18 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
         if r < keep_claims:
             claims.append(Claims(np.concatenate([p.claims.rule for p in parts]),
                                  np.concatenate([p.claims.amount for p in parts])))
+    budgets = np.array([outputs[r * len(groups)].budgets for r in range(replications)])
     rules, firms = totals_frame(policy, totals)
-    return MonteCarloResult(policy, spec, seed, replications, int(counts.sum()), rules, firms, claims,
-                            {"n": n, "scale": scale, "workers": executor.workers})
+    return MonteCarloResult(policy, spec, seed, replications, int(job.base.counts.sum()), rules, firms, claims,
+                            budgets_frame(policy, budgets), {"n": n, "scale": scale, "workers": executor.workers})
+
+
+def budgets_frame(policy: Policy, budgets: np.ndarray) -> pd.DataFrame:
+    """Replication x domain claims budget (萬元): the point values, or each replication's assumption draw."""
+    keys = list(policy.domain_keys)
+    return pd.DataFrame({"replication": np.repeat(np.arange(len(budgets)), len(keys)),
+                         "domain": pd.Categorical(keys * len(budgets), categories=keys),
+                         "claims_budget": budgets.ravel()})
 
 
 def progress_bar(progress, total: int, label: str) -> Callable:

@@ -6,7 +6,7 @@ Stages, in the order data flows:
 2. ``process``: the SimPy year of application, review and payment, for the claims the first stage kept
    (:mod:`sim.process`);
 3. ``budget``: the budget LPs on the replications' claims (:mod:`sim.budget`);
-4. ``sensitivity``: one-at-a-time sensitivity of the scenario's own numbers (:mod:`sim.sensitivity`);
+4. ``sensitivity``: Sobol indices of the assumption groups (:mod:`sim.sensitivity`);
 5. ``report``: the HTML report, drawn from the tables the stages wrote (:mod:`sim.report`).
 
 Every stage that has replications runs them on the one executor of the run (in this process or on a
@@ -33,13 +33,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim import budget, montecarlo, results, sensitivity
+from sim import assumptions as assumptions_module
+from sim import budget, headline, montecarlo, population, results, sensitivity
 from sim import process as process_module
 from sim import scenario as scenario_module
 from sim.errors import FiscalsimError
 from sim.executors import Serial
 
 STAGES = ("claims", "process", "budget", "sensitivity", "report")
+UNCERTAINTY = ("ranges", "none")
 SOLVERS = budget.SOLVERS
 LEVELS = ("rule", "article", "domain")
 
@@ -54,7 +56,9 @@ class Settings:
     scale: float = 1.0  # every segment count multiplied
     stages: tuple[str, ...] = STAGES
     process_replications: int | None = None  # None: every replication
-    sensitivity_replications: int = 10
+    uncertainty: str = "ranges"  # "ranges": draw the assumptions; "none": hold them at their point values
+    per_draw: int = 5  # replications (different firms) under each assumption draw
+    sensitivity_samples: int = 8  # base samples N of the Sobol design: N (groups + 3) evaluations
     level: float = 0.95  # CVaR level of the budget LPs
     tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
     solver: str = "cbc"
@@ -74,8 +78,12 @@ class Settings:
             problems.append(f"unknown stage {sorted(unknown)[0]!r} (stages: {', '.join(STAGES)})")
         if self.process_replications is not None and self.process_replications < 1:
             problems.append(f"process replications must be >= 1, got {self.process_replications}")
-        if self.sensitivity_replications < 1:
-            problems.append(f"sensitivity replications must be >= 1, got {self.sensitivity_replications}")
+        if self.uncertainty not in UNCERTAINTY:
+            problems.append(f"uncertainty must be one of {', '.join(UNCERTAINTY)}, got {self.uncertainty!r}")
+        if self.per_draw < 1:
+            problems.append(f"replications per assumption draw must be >= 1, got {self.per_draw}")
+        if self.sensitivity_samples < 2:
+            problems.append(f"sensitivity samples must be >= 2, got {self.sensitivity_samples}")
         if not 0 <= self.level < 1:
             problems.append(f"level must lie in [0, 1), got {self.level}")
         if self.tolerance is not None and not self.tolerance >= 0:
@@ -106,6 +114,8 @@ class Context:
     settings: Settings
     executor: Any
     progress: bool | Callable
+    drawn: Any = None  # sim.assumptions.Drawn: the assumption draws, or None (point values)
+    assumptions: Any = None  # sim.assumptions.Assumptions of the scenario (None if the model has none)
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
     stage_tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)  # sub-folder -> tables
     timings: dict[str, Any] = field(default_factory=dict)
@@ -132,9 +142,20 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
         chosen = scenario_module.load(scenario, allow_outside=allow_outside)
     policy, spec = scenario_module.apply(chosen)
     process_model = scenario_module.apply_process(chosen, policy)
-    if "sensitivity" in settings.stages:
-        sensitivity.load_plan(chosen.model)
-    return Context(chosen, policy, spec, process_model, settings, executor or Serial(), progress)
+    ctx = Context(chosen, policy, spec, process_model, settings, executor or Serial(), progress)
+    groups = assumptions_module.load_groups(chosen.model)
+    if groups or policy.uncertain() or spec.uncertain or process_model.uncertain:
+        ctx.assumptions = assumptions_module.collect(policy, spec, process_model, groups,
+                                                     f"{chosen.model}/assumptions.toml", chosen.is_baseline)
+    if settings.uncertainty == "ranges" and ctx.assumptions is not None:
+        data = {"policy": policy.data(), "population": spec.data(), "process": process_module.process_data(
+            process_model)}
+        assumptions_module.check_extremes(data, ctx.assumptions, policy.source_text, chosen.name)
+        draws = -(-settings.replications // settings.per_draw)
+        rows = assumptions_module.design(draws, len(ctx.assumptions.groups), settings.seed)
+        ctx.drawn = assumptions_module.Drawn(data, ctx.assumptions, rows, settings.per_draw, policy.source_text,
+                                             chosen.name)
+    return ctx
 
 
 # ----------------------------------------------------------------------------- stages
@@ -143,12 +164,17 @@ def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
     with ctx.timed("claims"):
         result = montecarlo.run(ctx.policy, ctx.spec, s.replications, s.seed, n=s.n, scale=s.scale,
                                 executor=ctx.executor, keep_claims=s.process_count, progress=ctx.progress,
-                                label="1 population and awards")
+                                label="1 population and awards", drawn=ctx.drawn)
         ctx.population = result.population
         _check_finite(result.rules)
-        ctx.tables.update(rules=result.rules, firms=result.firms)
+        ctx.tables.update(rules=result.rules, firms=result.firms, budgets=result.budgets)
         for level in LEVELS:
-            ctx.tables[f"summary_{level}"] = montecarlo.summarise(result.rules, ctx.policy, level)
+            ctx.tables[f"summary_{level}"] = montecarlo.summarise(result.rules, ctx.policy, level, result.budgets)
+        if ctx.assumptions is not None:
+            ctx.tables["assumption_numbers"] = ctx.assumptions.table()
+        if ctx.drawn is not None:
+            ctx.tables["assumptions"] = assumptions_module.draws_table(ctx.assumptions, ctx.drawn.rows, s.per_draw,
+                                                                       s.replications)
     return result
 
 
@@ -162,10 +188,25 @@ def _check_finite(rules: pd.DataFrame) -> None:
 
 
 def process_task(shared: tuple, item: tuple[int, montecarlo.Claims]) -> process_module.ProcessSummary:
-    """One replication's claims through the SimPy year (run on the executor)."""
-    model, seed, rule_map = shared
+    """One replication's claims through the SimPy year (run on the executor), on the process model of the
+    replication's assumption draw."""
+    model, seed, rule_map, drawn = shared
     replication, claims = item
+    if drawn is not None:
+        model = _drawn_process(drawn, drawn.draw_of(replication))
     return process_module.simulate((rule_map[claims.rule], claims.amount), model, seed, replication).summary()
+
+
+_PROCESS_CACHE: dict = {}
+
+
+def _drawn_process(drawn, draw: int):
+    """The process model of one draw, built once per worker and draw (replications come draw by draw)."""
+    key = (id(drawn), draw)
+    if key not in _PROCESS_CACHE:
+        _PROCESS_CACHE.clear()
+        _PROCESS_CACHE[key] = drawn.build(draw)[2]
+    return _PROCESS_CACHE[key]
 
 
 def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
@@ -174,7 +215,8 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     with ctx.timed("process"):
         items = list(enumerate(result.claims))
         bar = montecarlo.progress_bar(ctx.progress, len(items), "2 process (SimPy)")
-        summaries = ctx.executor.map(process_task, (model, ctx.settings.seed, rule_map), items, progress=bar)
+        summaries = ctx.executor.map(process_task, (model, ctx.settings.seed, rule_map, ctx.drawn), items,
+                                     progress=bar)
         bar(None)
         ctx.tables.update(process_module.summarise(summaries, model))
         ctx.tables["process_bureaus"] = pd.DataFrame([
@@ -192,12 +234,29 @@ def budget_stage(ctx: Context) -> None:
 
 
 def sensitivity_stage(ctx: Context) -> None:
+    """Sobol indices over the assumption groups (nothing to do when the assumptions are held fixed)."""
     s = ctx.settings
+    if ctx.drawn is None:
+        return
     with ctx.timed("sensitivity"):
-        plan = sensitivity.load_plan(ctx.scenario.model)
-        ctx.tables["sensitivity"] = sensitivity.one_at_a_time(
-            ctx.scenario, plan, s.seed, s.sensitivity_replications, n=s.n, scale=s.scale, executor=ctx.executor,
-            progress=(lambda step: None) if not ctx.progress else ctx.progress if callable(ctx.progress) else True)
+        tables = sensitivity.analyse(ctx.drawn, ctx.policy, ctx.spec, s.seed, s.sensitivity_samples, n=s.n,
+                                     scale=s.scale, executor=ctx.executor, progress=ctx.progress)
+    ctx.tables.update(tables)
+
+
+def calibration_stage(ctx: Context) -> None:
+    """The population beside its calibration targets, each marked as evidence or as used to set a parameter."""
+    with ctx.timed("calibration"):
+        ctx.tables["calibration"] = population.calibration_table(ctx.spec, seed=ctx.settings.seed, replications=2)
+
+
+def headline_stage(ctx: Context) -> None:
+    """The decision-grade table per domain (:mod:`sim.headline`), from the tables the stages wrote."""
+    s = ctx.settings
+    ctx.tables["headline"] = headline.table(
+        ctx.tables["rules"], ctx.tables["budgets"], list(ctx.policy.domain_keys), s.per_draw,
+        None if ctx.drawn is None else ctx.drawn.rows, () if ctx.drawn is None else ctx.drawn.assumptions.keys,
+        ctx.tables.get("sobol_indices"))
 
 
 def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None = None, solver: str = "cbc",
@@ -213,6 +272,40 @@ def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None 
     return tables, timings
 
 
+def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progress: bool | Callable = True,
+                   save: bool = True) -> dict[str, pd.DataFrame]:
+    """The Sobol stage again for a finished run, with more base samples; with ``save`` its tables (and the
+    headline with its driver from these indices) go to ``RUN_DIR/sensitivity``."""
+    import json
+
+    m = run.manifest
+    if m.get("uncertainty") != "ranges":
+        raise FiscalsimError(f"{run.path}: the run held its assumptions at their point values "
+                             "(--uncertainty none); there is nothing to analyse")
+    replace(Settings(), sensitivity_samples=samples).check()
+    policy = run.policy()
+    spec = population.spec_from_dict(json.loads(run.text("population.json")), policy, f"{run.path}/population.json")
+    process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
+                                                     f"{run.path}/process.json")
+    groups = {key: assumptions_module.Group(key, g["label_zh"], g["label_en"], g["what"])
+              for key, g in json.loads(run.text("assumptions.json"))["groups"].items()}
+    found = assumptions_module.collect(policy, spec, process_model, groups, f"{run.path}/assumptions.json",
+                                      all_used=False)
+    data = {"policy": policy.data(), "population": spec.data(), "process": process_module.process_data(process_model)}
+    drawn = assumptions_module.Drawn(data, found, np.zeros((0, len(found.groups))), m["per_draw"],
+                                     policy.source_text, m["scenario"])
+    settings = m["settings"]
+    tables = sensitivity.analyse(drawn, policy, spec, m["seed"], samples, n=settings["n"], scale=settings["scale"],
+                                 executor=executor, progress=progress)
+    rows = assumptions_module.design(-(-m["replications"] // m["per_draw"]), len(found.groups), m["seed"])
+    tables["headline"] = headline.table(run["rules"], run["budgets"], list(policy.domain_keys), m["per_draw"], rows,
+                                        found.keys, tables["sobol_indices"])
+    if save:
+        results.write_run(run.path / "sensitivity", tables, {"kind": "fiscalsim sensitivity", "run": str(run.path),
+                                                             "samples": samples}, force=True)
+    return tables
+
+
 def manifest(ctx: Context) -> dict[str, Any]:
     s, chosen = ctx.settings, ctx.scenario
     out = {
@@ -221,6 +314,8 @@ def manifest(ctx: Context) -> dict[str, Any]:
         "policy_hash": ctx.policy.content_hash, "population_hash": ctx.spec.content_hash, "seed": s.seed,
         "replications": s.replications, "population": ctx.population, "n": s.n, "scale": s.scale,
         "stages": [stage for stage in STAGES if stage in s.stages], "executor": ctx.executor.name,
+        "uncertainty": s.uncertainty if ctx.drawn is not None else "none", "per_draw": s.per_draw,
+        "assumption_groups": [] if ctx.assumptions is None else list(ctx.assumptions.keys),
         "workers": ctx.executor.workers, "money_unit": "萬元", "settings": asdict(s), "timings": ctx.timings,
     }
     if "process" in s.stages:
@@ -228,11 +323,21 @@ def manifest(ctx: Context) -> dict[str, Any]:
     return out
 
 
+def _files(ctx: Context) -> dict[str, str]:
+    """The model data the run used (scenario applied), and its assumption groups, as files of the run folder."""
+    import json
+
+    files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw,
+             "process.json": ctx.process_model.raw}
+    groups = {"groups": {g.key: {"label_zh": g.label_zh, "label_en": g.label_en, "what": g.what}
+                         for g in (ctx.assumptions.groups if ctx.assumptions is not None else ())}}
+    files["assumptions.json"] = json.dumps(groups, ensure_ascii=False, indent=1)
+    return files
+
+
 def _write(ctx: Context, out: Path, force: bool) -> results.Run:
     """The run folder: tables, the model data used, the budget sub-folder, the report, the manifest last."""
-    files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw}
-    if "process" in ctx.settings.stages:
-        files["process.json"] = ctx.process_model.raw
+    files = _files(ctx)
     with results.RunWriter(out, force) as writer:
         for name, table in ctx.tables.items():
             writer.table(name, table)
@@ -275,8 +380,10 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
         budget_stage(ctx)
     if "sensitivity" in settings.stages:
         sensitivity_stage(ctx)
+    calibration_stage(ctx)
+    headline_stage(ctx)
     if out is None:
-        files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw}
+        files = _files(ctx)
         return results.Run(None, manifest(ctx), ctx.tables, files,
                            {k: results.Run(None, {}, v) for k, v in ctx.stage_tables.items()})
     return results.load(_write(ctx, Path(out), force))

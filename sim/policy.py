@@ -31,6 +31,7 @@ from sim.validation import (
     Param,
     Problems,
     Table,
+    Uncertain,
     canonical_json,
     check_range,
     display_path,
@@ -246,6 +247,25 @@ class Policy:
         """The attributes some rule reads, in declaration order."""
         used = {name for rule in self.rules for name in rule.attributes()}
         return tuple(a for a in self.attributes if a.name in used)
+
+    def uncertain(self) -> list[Uncertain]:
+        """The numbers with a plausible range, each with its path in the policy data (its ``value``)."""
+        out = [Uncertain("policy", ("domains", d.key, "claims_budget", "value"), f"domain {d.key}, claims_budget",
+                         d.claims_budget.value, d.claims_budget.uncertainty)
+               for d in self.domains if d.claims_budget.uncertainty is not None]
+        for i, rule in enumerate(self.rules):
+            named = {**rule.numbers, "district_share": rule.district_share, "intensity": rule.intensity,
+                     "priority": rule.priority}
+            for name, p in named.items():
+                if p.uncertainty is not None:
+                    out.append(Uncertain("policy", ("rules", i, name, "value"), f"rule {rule.id}, {name}", p.value,
+                                         p.uncertainty))
+            value_key = kinds.KINDS[rule.kind].tier_value
+            for j, tier in enumerate(rule.tiers):
+                if tier.value.uncertainty is not None:
+                    out.append(Uncertain("policy", ("rules", i, "tiers", j, value_key, "value"),
+                                         f"rule {rule.id}, tier {j + 1}", tier.value.value, tier.value.uncertainty))
+        return out
 
     def assumptions(self) -> list[tuple[str, str, Param]]:
         """(where, field, param) for every assumed number in the model."""
@@ -763,11 +783,11 @@ def load_examples(model: str | Path | None = None, policy: Policy | None = None)
 
 # ----------------------------------------------------------------------------- catalogue tables
 def format_param(param: Param | None, percent: bool = False) -> str:
-    """A number for the catalogue: a percentage or plain, with * when it is assumed."""
+    """A number for the catalogue: a percentage or plain, with * when it is assumed and † when a scenario set it."""
     if param is None:
         return ""
     text = f"{param.value * 100:g}%" if percent else f"{param.value:g}"
-    return text + ("*" if param.assumed else "")
+    return text + ("*" if param.assumed else "†" if param.scenario else "")
 
 
 def _rule_cells(rule: Rule) -> dict[str, str]:

@@ -41,14 +41,19 @@ from sim.validation import (
     COUNT_CEILING,
     MONEY_CEILING,
     NUMBER_CEILING,
+    Field,
     FrozenMap,
     Problems,
     Table,
+    Uncertain,
+    Uncertainty,
+    blanket_uncertainty,
     canonical_json,
     check_provenance,
     number,
     ordered_json,
     read_toml,
+    table_uncertainty,
 )
 
 BLOCK = 1 << 16
@@ -76,10 +81,19 @@ _NUMBERS: dict[str, dict[str, tuple[bool, float | None, float | None, bool]]] = 
     "increase": {},
     "at_most": {"limit": (True, -NUMBER_CEILING, NUMBER_CEILING, False)},
 }
+# The numbers of an assumed table that need a plausible range, and the ways they may vary.
+UNSURE_FIELDS = {
+    "probability": Field(("factor", "shift")), "median": Field(("factor",)), "sigma": Field(("factor", "range")),
+    "multiplier": Field(("factor",)), "tail_from": Field(("range", "shift")), "tail_alpha": Field(("range", "factor")),
+    "mean": Field(("factor", "shift", "range")), "sd": Field(("factor", "range")), "limit": Field(("range", "factor")),
+    "loading": Field(("range", "shift", "factor")), "probabilities": Field(("tilt",)),
+    "count": Field(("factor", "range"), True), "correlation": Field(("factor",)),
+}
 GROWTH_BOUND = 3.0  # |mean| + 6 sd of a log growth an `increase` step reads: exp(3) is a twenty-fold change
 _PARTIAL = {"tail_from", "tail_alpha"}  # per-class numbers that may name only some classes (the rest: none)
 _STEP_KEYS = {"kind", "factor", "loading", "only", "only_if", "of", "when", "log_growth", "values", "probabilities",
-              "internal", "source", "assumed", "why"} | {k for numbers in _NUMBERS.values() for k in numbers}
+              "internal", "source", "assumed", "why", "uncertainty"}
+_STEP_KEYS |= {k for numbers in _NUMBERS.values() for k in numbers}
 _FACTOR_KINDS = {"lognormal", "normal", "factor_event"}  # steps that may read a copula factor directly
 _LOADING_KINDS = {"event", "amount", "count"}  # steps that may load on the event factor
 
@@ -199,6 +213,15 @@ class ExtraAttribute:
     description: str
 
 
+ROLES = {"set": "used to set a parameter (met by construction, not evidence)",
+         "independent": "independent evidence (not used to set any parameter)"}
+EVIDENCE = {"district": "the district's own figure", "zone": "a figure of the zone the district belongs to",
+            "neighbour": "another district's figure", "city": "a city-wide figure",
+            "province": "a province-wide figure", "national": "a national figure",
+            "policy goal": "the policy's own goal, not an observation", "derived": "arithmetic on sourced figures",
+            "assumed": "a planning assumption"}
+
+
 @dataclass(frozen=True)
 class CalibrationTarget:
     id: str
@@ -210,6 +233,9 @@ class CalibrationTarget:
     claimant: str | None = None
     low: float | None = None
     high: float | None = None
+    role: str = "independent"  # see ROLES
+    evidence: str = "district"  # see EVIDENCE
+    sets: str = ""  # for role "set": which parameter the target set
 
 
 @dataclass(frozen=True)
@@ -235,6 +261,7 @@ class PopulationSpec:
     calibration: tuple[CalibrationTarget, ...]
     shocks: Mapping[str, float] = field(default_factory=dict)  # attribute -> multiplicative factor
     summary: ClassSummary | None = None
+    uncertain: tuple[Uncertain, ...] = ()  # the numbers with a plausible range (sim.assumptions draws them)
     raw: str = field(default="{}", repr=False)  # the validated data as canonical JSON
 
     @property
@@ -382,6 +409,8 @@ class _StepContext:
     drawn: dict[str, str]  # attribute -> step kind, in order
     problems: Problems
     steps: dict[str, Step] = field(default_factory=dict)  # the steps drawn so far, by attribute
+    uncertain: list[Uncertain] = field(default_factory=list)  # collected for the whole file
+    blanket: Mapping[str, Uncertainty] = field(default_factory=dict)  # the file's [uncertainty] entries
 
 
 def _growth_is_bounded(step: Step, dimensions: Mapping[str, tuple[str, ...]]) -> bool:
@@ -483,6 +512,8 @@ def _step_shape(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
             t.problems.add(t.where, f"probabilities must lie in [0, 1] and add to 1, got {list(probabilities)}")
         elif list(values) != sorted(values):
             t.problems.add(t.where, "values must be increasing")
+        elif any(abs(v) > COUNT_CEILING or v != round(v) for v in values):
+            t.problems.add(t.where, f"values must be whole numbers within {COUNT_CEILING:g} (grades, stars, counts)")
         else:
             out["values"] = tuple(float(v) for v in values)
             out["probabilities"] = tuple(float(p) for p in probabilities)
@@ -493,9 +524,10 @@ def _step_shape(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
     return out
 
 
-def _step(name: str, raw: Any, where: str, ctx: _StepContext) -> Step | None:
+def _step(name: str, raw: Any, where: str, ctx: _StepContext, path: tuple) -> Step | None:
     t = Table(raw, where, ctx.problems, allowed=_STEP_KEYS)
     check_provenance(t)
+    table_uncertainty(t, "population", path, UNSURE_FIELDS, ctx.blanket, ctx.uncertain)
     kind = t.str("kind")
     internal = t.bool("internal", required=False)
     declared = {a.name: a for a in ctx.policy.attributes}
@@ -529,7 +561,7 @@ def _step(name: str, raw: Any, where: str, ctx: _StepContext) -> Step | None:
 
 
 def _programme(claimant: str, raw: Any, policy: Policy, extra: Mapping[str, ExtraAttribute],
-               problems: Problems) -> Programme:
+               problems: Problems, uncertain: list[Uncertain], blanket: Mapping[str, Uncertainty]) -> Programme:
     where = f"[claimants.{claimant}]"
     t = Table(raw, where, problems, allowed={"dimensions", "labels", "copula", "event_factor", "attributes"})
     if claimant not in policy.claimants:
@@ -543,13 +575,18 @@ def _programme(claimant: str, raw: Any, policy: Policy, extra: Mapping[str, Extr
             continue
         dimensions[dim] = tuple(classes)
     factors, corr, chol = _copula(t.data.get("copula"), f"{where} copula", problems)
+    if isinstance(t.data.get("copula"), dict):
+        table_uncertainty(Table(t.data["copula"], f"{where} copula", problems), "population",
+                          ("claimants", claimant, "copula"), UNSURE_FIELDS, blanket, uncertain)
     event_factor = t.str("event_factor", required=False) or None
     if event_factor is not None and event_factor not in factors:
         problems.add(where, f"event_factor {event_factor!r} is not a factor of the copula "
                      f"(factors: {', '.join(factors) or 'none'})")
-    ctx = _StepContext(claimant, policy, extra, dimensions, factors, event_factor, {}, problems)
+    ctx = _StepContext(claimant, policy, extra, dimensions, factors, event_factor, {}, problems, {}, uncertain,
+                       blanket)
     raw_steps = t.data.get("attributes", {})
-    steps = [_step(name, value, f"claimants.{claimant}.attributes.{name}", ctx)
+    steps = [_step(name, value, f"claimants.{claimant}.attributes.{name}", ctx,
+                   ("claimants", claimant, "attributes", name))
              for name, value in (raw_steps.items() if isinstance(raw_steps, dict) else [])]
     labels = t.data.get("labels", {})
     return Programme(claimant, FrozenMap(dimensions), FrozenMap(labels if isinstance(labels, dict) else {}),
@@ -559,7 +596,7 @@ def _programme(claimant: str, raw: Any, policy: Policy, extra: Mapping[str, Extr
 def _copula(raw: Any, where: str, problems: Problems) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
     if raw is None:
         return (), np.zeros((0, 0)), np.zeros((0, 0))
-    copula = Table(raw, where, problems, allowed={"factors", "correlation", "source", "assumed", "why"})
+    copula = Table(raw, where, problems, allowed={"factors", "correlation", "source", "assumed", "why", "uncertainty"})
     check_provenance(copula)
     factors = tuple(copula.list("factors"))
     k = len(factors)
@@ -608,7 +645,8 @@ def _extra_attributes(raw: Any, problems: Problems) -> dict[str, ExtraAttribute]
 
 
 def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
-              extra: Mapping[str, ExtraAttribute], problems: Problems) -> list[Segment]:
+              extra: Mapping[str, ExtraAttribute], problems: Problems, uncertain: list[Uncertain],
+              blanket: Mapping[str, Uncertainty]) -> list[Segment]:
     segments = []
     seen: set[str] = set()
     for i, value in enumerate(raw):
@@ -617,8 +655,9 @@ def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
         claimant = value.get("claimant") if isinstance(value, dict) else None
         programme = programmes.get(claimant, _NO_PROGRAMME)
         t = Table(value, where, problems, allowed={"id", "claimant", "count", "attributes", "source", "assumed", "why",
-                                                   *programme.dimensions})
+                                                   "uncertainty", *programme.dimensions})
         check_provenance(t)
+        table_uncertainty(t, "population", ("segments", i), UNSURE_FIELDS, blanket, uncertain)
         sid = t.str("id")
         if sid in seen:
             problems.add(where, "duplicate segment id")
@@ -637,9 +676,9 @@ def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
             classes[dim] = value_
         ctx = _StepContext(claimant, policy, extra, programme.dimensions, programme.factors, programme.event_factor,
                            {s.attribute: s.kind for s in programme.steps}, problems,
-                           {s.attribute: s for s in programme.steps})
+                           {s.attribute: s for s in programme.steps}, uncertain, blanket)
         raw_attrs = t.data.get("attributes", {})
-        steps = [_step(name, g, f"{where}, attribute {name}", ctx)
+        steps = [_step(name, g, f"{where}, attribute {name}", ctx, ("segments", i, "attributes", name))
                  for name, g in (raw_attrs.items() if isinstance(raw_attrs, dict) else [])]
         segments.append(Segment(sid, claimant, count or 0, FrozenMap(classes),
                                 tuple(s for s in steps if s is not None)))
@@ -679,7 +718,13 @@ def _calibration(raw: list, attributes: set[str], problems: Problems) -> list[Ca
     targets = []
     for i, value in enumerate(raw):
         t = Table(value, f"calibration {value.get('id', i + 1) if isinstance(value, dict) else i + 1}", problems,
-                  allowed={"id", "statistic", "value", "low", "high", "unit", "source"})
+                  allowed={"id", "statistic", "value", "low", "high", "unit", "source", "role", "evidence", "sets"})
+        role, evidence = t.str("role"), t.str("evidence")
+        if role and role not in ROLES:
+            problems.add(t.where, f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if evidence and evidence not in EVIDENCE:
+            problems.add(t.where, f"evidence must be one of {', '.join(EVIDENCE)}, got {evidence!r}")
+        sets = t.str("sets", required=role == "set")
         stat = Table(t.data.get("statistic", {}), f"{t.where}, statistic", problems,
                      allowed={"kind", "attribute", "claimant"})
         kind = stat.str("kind")
@@ -692,7 +737,7 @@ def _calibration(raw: list, attributes: set[str], problems: Problems) -> list[Ca
                                          t.str("unit"), t.str("source"),
                                          stat.str("claimant", required=False) or None,
                                          t.number("low", required=False, low=0.0),
-                                         t.number("high", required=False, low=0.0)))
+                                         t.number("high", required=False, low=0.0), role, evidence, sets))
     return targets
 
 
@@ -712,7 +757,10 @@ def _class_summary(raw: Any, programmes: Mapping[str, Programme], attributes: se
 
 def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<population>") -> PopulationSpec:
     problems = Problems(origin, SpecError, "the population specification")
-    top = Table(dict(data), "", problems, allowed={"population", "claimants", "segments", "calibration", "shocks"})
+    top = Table(dict(data), "", problems, allowed={"population", "claimants", "segments", "calibration", "shocks",
+                                                   "uncertainty"})
+    blanket = blanket_uncertainty(top.data.get("uncertainty"), UNSURE_FIELDS, problems)
+    uncertain: list[Uncertain] = []
     head = Table(top.data.get("population", {}), "[population]", problems,
                  allowed={"policy", "money_unit", "year", "extra_attributes", "class_summary"})
     if head.data.get("money_unit", "萬元") != "萬元":
@@ -722,9 +770,9 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
         problems.add("[population]", f"year {year} is not the policy's year {policy.meta.get('year')}")
     extra = _extra_attributes(head.data.get("extra_attributes", {}), problems)
     raw_programmes = top.data.get("claimants", {})
-    programmes = {claimant: _programme(claimant, raw, policy, extra, problems)
+    programmes = {claimant: _programme(claimant, raw, policy, extra, problems, uncertain, blanket)
                   for claimant, raw in (raw_programmes.items() if isinstance(raw_programmes, dict) else [])}
-    segments = _segments(top.list("segments"), programmes, policy, extra, problems)
+    segments = _segments(top.list("segments"), programmes, policy, extra, problems, uncertain, blanket)
     _check_coverage(policy, programmes, segments, problems)
     shocks = _shocks(top.data.get("shocks", {}), policy, extra, problems)
     attributes = {a.name for a in policy.attributes} | set(extra)
@@ -734,7 +782,7 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
     return PopulationSpec(
         path=origin, policy=policy, programmes=FrozenMap(programmes), segments=tuple(segments),
         extra_attributes=FrozenMap(extra), calibration=tuple(targets), shocks=FrozenMap(shocks), summary=summary,
-        raw=ordered_json(data),
+        uncertain=tuple(uncertain), raw=ordered_json(data),
     )
 
 
@@ -1055,7 +1103,8 @@ def calibration_table(spec: PopulationSpec, seed: int = 0, replications: int = 5
             "target": target.id, "statistic": f"{target.kind} {target.attribute}", "unit": target.unit,
             "target_value": target.value, "low": target.low, "high": target.high,
             "expected": expected, "mean": sample.mean(), "sd": sample.std(ddof=1) if len(sample) > 1 else np.nan,
-            "in_band": in_band, "source": target.source,
+            "in_band": in_band, "role": target.role, "evidence": target.evidence, "sets": target.sets,
+            "source": target.source,
         })
     return pd.DataFrame(rows)
 

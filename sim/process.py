@@ -33,9 +33,27 @@ import simpy
 
 from sim.errors import SpecError
 from sim.policy import Policy, resolve_model
-from sim.validation import FrozenMap, Problems, Table, check_provenance, ordered_json, read_toml
+from sim.validation import (
+    Field,
+    FrozenMap,
+    Problems,
+    Table,
+    Uncertain,
+    Uncertainty,
+    blanket_uncertainty,
+    check_provenance,
+    ordered_json,
+    read_toml,
+    table_uncertainty,
+)
 
 EXHAUSTION = ("fcfs_defer", "pro_rata", "reject")
+UNSURE_FIELDS = {  # the numbers of an assumed table that need a plausible range
+    "reviewers": Field(("factor", "range"), integer=True), "review_days": Field(("factor", "range")),
+    "length_days": Field(("factor", "range")), "approval": Field(("range", "shift", "factor")),
+    "notice_days": Field(("factor", "range", "shift")), "expert_days": Field(("factor", "range", "shift")),
+    "day_of_month": Field(("range", "shift"), integer=True),
+}
 PROCESS_STREAM = 0x5EED_0005
 OUTCOMES = ("paid", "deferred", "unpaid", "cut", "rejected")  # the parts a claimed amount ends in
 
@@ -81,6 +99,7 @@ class ProcessModel:
     bureaus: Mapping[str, Bureau]
     rules: Mapping[str, RuleProcess]
     budgets: Mapping[str, float] = field(default_factory=dict)  # domain -> claims budget (萬元)
+    uncertain: tuple[Uncertain, ...] = ()  # the numbers with a plausible range (sim.assumptions draws them)
     raw: str = field(default="{}", repr=False)
 
     def day(self, date: str | dt.date) -> float:
@@ -127,10 +146,12 @@ class _Calendar:
         return float((date - self.start).days)
 
 
-def _payment(top: Table, calendar: _Calendar, problems: Problems) -> tuple[tuple[float, ...], str, float]:
+def _payment(top: Table, calendar: _Calendar, problems: Problems,
+             unsure: _Unsure) -> tuple[tuple[float, ...], str, float]:
     pay = Table(top.data.get("payment", {}), "[payment]", problems,
-                allowed={"day_of_month", "exhaustion", "pro_rata_cutoff", "source", "assumed", "why"})
+                allowed={"day_of_month", "exhaustion", "pro_rata_cutoff", "source", "assumed", "why", "uncertainty"})
     check_provenance(pay)
+    unsure.table(pay, ("payment",))
     day_of_month = pay.int("day_of_month") or 25
     if not 1 <= day_of_month <= 28:
         problems.add("[payment]", f"day_of_month must lie in 1-28, got {day_of_month}")
@@ -143,14 +164,15 @@ def _payment(top: Table, calendar: _Calendar, problems: Problems) -> tuple[tuple
     return days, exhaustion, cutoff
 
 
-def _windows(top: Table, calendar: _Calendar, issued: float, problems: Problems) -> dict[str, Window]:
+def _windows(top: Table, calendar: _Calendar, issued: float, problems: Problems, unsure: _Unsure) -> dict[str, Window]:
     windows: dict[str, Window] = {}
     raw_windows = top.data.get("windows", {})
     for name, raw in (raw_windows.items() if isinstance(raw_windows, dict) else []):
         where = f"window {name}"
         t = Table(raw, where, problems, allowed={"kind", "open", "close", "opens", "length_days", "source", "assumed",
-                                                 "why"})
+                                                 "why", "uncertainty"})
         check_provenance(t)
+        unsure.table(t, ("windows", name))
         kind = t.str("kind")
         intervals: list[tuple[float, float]] = []
         if kind == "continuous":
@@ -176,14 +198,15 @@ def _windows(top: Table, calendar: _Calendar, issued: float, problems: Problems)
     return windows
 
 
-def _bureaus(top: Table, windows: Mapping[str, Window], problems: Problems) -> dict[str, Bureau]:
+def _bureaus(top: Table, windows: Mapping[str, Window], problems: Problems, unsure: _Unsure) -> dict[str, Bureau]:
     bureaus: dict[str, Bureau] = {}
     raw_bureaus = top.data.get("bureaus", {})
     for name, raw in (raw_bureaus.items() if isinstance(raw_bureaus, dict) else []):
         where = f"bureau {name}"
         t = Table(raw, where, problems, allowed={"reviewers", "review_days", "window", "name_en", "source", "assumed",
-                                                 "why"})
+                                                 "why", "uncertainty"})
         check_provenance(t)
+        unsure.table(t, ("bureaus", name))
         reviewers = t.int("reviewers") or 0
         if not 1 <= reviewers <= 10_000:
             problems.add(where, f"reviewers must lie in 1-10,000, got {reviewers}")
@@ -198,10 +221,11 @@ def _bureaus(top: Table, windows: Mapping[str, Window], problems: Problems) -> d
 
 
 def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bureaus: Mapping[str, Bureau],
-                   problems: Problems) -> dict[str, RuleProcess]:
+                   problems: Problems, unsure: _Unsure) -> dict[str, RuleProcess]:
     defaults = Table(top.data.get("defaults", {}), "[defaults]", problems,
-                     allowed={"approval", "notice_days", "expert_days", "source", "assumed", "why"})
+                     allowed={"approval", "notice_days", "expert_days", "source", "assumed", "why", "uncertainty"})
     check_provenance(defaults)
+    unsure.table(defaults, ("defaults",))
     base = {k: defaults.number(k, high=366.0) or 0.0 for k in ("approval", "notice_days", "expert_days")}
     raw_rules = top.data.get("rules", {}) if isinstance(top.data.get("rules", {}), dict) else {}
     for rule_id in raw_rules:
@@ -216,9 +240,10 @@ def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bu
             continue
         raw = raw_rules.get(rule.id, {})
         t = Table(raw, where, problems, allowed={"window", "approval", "notice_days", "expert_days", "source",
-                                                 "assumed", "why"})
+                                                 "assumed", "why", "uncertainty"})
         if raw:
             check_provenance(t)
+            unsure.table(t, ("rules", rule.id))
         values = {k: (t.number(k, required=False, high=366.0) if k in t.data else base[k]) or 0.0 for k in base}
         if not 0 <= values["approval"] <= 1:
             problems.add(where, f"approval must lie in [0, 1], got {values['approval']:g}")
@@ -233,9 +258,22 @@ def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bu
     return rules
 
 
+@dataclass
+class _Unsure:
+    """Collects the uncertain numbers of the process file (each table's own ranges, or the file's blanket ones)."""
+
+    blanket: Mapping[str, Uncertainty]
+    found: list[Uncertain] = field(default_factory=list)
+
+    def table(self, t: Table, path: tuple) -> None:
+        table_uncertainty(t, "process", path, UNSURE_FIELDS, self.blanket, self.found)
+
+
 def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<process>") -> ProcessModel:
     problems = Problems(origin, SpecError, "the process settings")
-    top = Table(dict(data), "", problems, allowed={"calendar", "payment", "windows", "bureaus", "defaults", "rules"})
+    top = Table(dict(data), "", problems, allowed={"calendar", "payment", "windows", "bureaus", "defaults", "rules",
+                                                   "uncertainty"})
+    unsure = _Unsure(blanket_uncertainty(top.data.get("uncertainty"), UNSURE_FIELDS, problems))
     cal = Table(top.data.get("calendar", {}), "[calendar]", problems,
                 allowed={"year", "issued", "source", "assumed", "why"})
     check_provenance(cal)
@@ -245,16 +283,17 @@ def process_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<p
         year = policy.meta.get("year")
     calendar = _Calendar(year, problems)
     issued = calendar.day(cal.data.get("issued", f"{calendar.year}-01-01"), "[calendar]", "issued")
-    payment_days, exhaustion, cutoff = _payment(top, calendar, problems)
-    windows = _windows(top, calendar, issued, problems)
-    bureaus = _bureaus(top, windows, problems)
-    rules = _rule_settings(top, policy, windows, bureaus, problems)
+    payment_days, exhaustion, cutoff = _payment(top, calendar, problems, unsure)
+    windows = _windows(top, calendar, issued, problems, unsure)
+    bureaus = _bureaus(top, windows, problems, unsure)
+    rules = _rule_settings(top, policy, windows, bureaus, problems, unsure)
     problems.raise_if_any()
     return ProcessModel(
         path=origin, policy=policy, year=calendar.year, issued_day=issued, horizon=calendar.horizon,
         payment_days=payment_days, exhaustion=exhaustion, cutoff_day=cutoff, windows=FrozenMap(windows),
         bureaus=FrozenMap(bureaus), rules=FrozenMap(rules),
-        budgets=FrozenMap({d.key: d.claims_budget.value for d in policy.domains}), raw=ordered_json(data),
+        budgets=FrozenMap({d.key: d.claims_budget.value for d in policy.domains}), uncertain=tuple(unsure.found),
+        raw=ordered_json(data),
     )
 
 

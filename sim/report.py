@@ -14,12 +14,14 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from sim.errors import FiscalsimError
+from sim.headline import ALEATORY, ranking
 from sim.policy import Policy
 from sim.results import Run, load, write_run
 
@@ -47,10 +49,28 @@ LABELS = {
         "queue": "Applications waiting for review, by day",
         "day": "Day of the year",
         "waiting": "Waiting (mean over replications)",
-        "tornado": "What moves total claims most (one at a time, -20% / +20%)",
-        "change": "Change in mean total claims (萬元)",
-        "low": "-20%",
-        "high": "+20%",
+        "verify_first": "What to verify first",
+        "answer": "The answer per domain",
+        "luck": "Luck of the year",
+        "expected_shortfall": "Expected shortfall (萬元)",
+        "driver": "Driven most by",
+        "group": "Group", "where": "Number", "value": "Value", "mode": "Varies as", "low": "Low", "high": "High",
+        "why": "Why",
+        "calibration": "Calibration: the synthetic population beside sourced figures",
+        "calibration_note": "A target used to set a parameter is met by construction and is not evidence; only "
+                            "independent targets test the model.",
+        "target": "Target", "target_value": "Target value", "simulated": "Simulated", "role": "Role",
+        "evidence": "Evidence", "source": "Source",
+        "role_set": "used to set a parameter", "role_independent": "independent evidence",
+        "evidence_district": "the district's own figure", "evidence_zone": "the high-tech zone's figure",
+        "evidence_neighbour": "another district's figure", "evidence_city": "city figure",
+        "evidence_province": "provincial figure", "evidence_national": "national figure",
+        "evidence_policy goal": "the policy's own goal", "evidence_derived": "derived",
+        "evidence_assumed": "assumed",
+        "total_index": "Total Sobol index (with 95% interval)",
+        "first_index": "First-order index",
+        "index": "Share of the variance of the overrun that the assumption accounts for",
+        "aleatory": "The luck of the year (which firms claim)",
         "lp": "Budget LP: shortfall against expected claims, and the shadow price of one more 萬元",
         "shortfall": "Shortfall (萬元)",
         "shadow": "Shadow price",
@@ -86,10 +106,25 @@ LABELS = {
         "queue": "每日待審申報數(按部門)",
         "day": "年內第幾天",
         "waiting": "待審數(各次模擬均值)",
-        "tornado": "對申報總額影響最大的參數(逐一變動正負20%)",
-        "change": "申報總額均值的變化(萬元)",
-        "low": "減20%",
-        "high": "增20%",
+        "verify_first": "最需要先核實的假設",
+        "answer": "各領域的結論",
+        "luck": "年度隨機性",
+        "expected_shortfall": "預期缺口(萬元)",
+        "driver": "影響最大的假設",
+        "group": "假設組", "where": "數值", "value": "設定值", "mode": "變動方式", "low": "下限", "high": "上限",
+        "why": "理由",
+        "calibration": "校準:合成企業群體與有來源數據的對照",
+        "calibration_note": "用於設定參數的目標按構造必然吻合,不能作為證據;只有獨立目標才能檢驗模型。",
+        "target": "目標", "target_value": "目標值", "simulated": "模擬值", "role": "用途",
+        "evidence": "證據類型", "source": "來源",
+        "role_set": "用於設定參數", "role_independent": "獨立證據",
+        "evidence_district": "本區數據", "evidence_zone": "高新區數據", "evidence_neighbour": "鄰區數據",
+        "evidence_city": "全市數據", "evidence_province": "全省數據", "evidence_national": "全國數據",
+        "evidence_policy goal": "政策自身目標", "evidence_derived": "推算", "evidence_assumed": "假設",
+        "total_index": "總Sobol指數(95%區間)",
+        "first_index": "一階指數",
+        "index": "該假設可解釋的超支方差份額",
+        "aleatory": "年度隨機性(哪些企業申報)",
         "lp": "預算線性規劃:預計申報的缺口與每增加1萬元的影子價格",
         "shortfall": "缺口(萬元)",
         "shadow": "影子價格",
@@ -210,8 +245,53 @@ def queue_table(run: Run) -> pd.DataFrame:
     return run["process_queues"] if "process_queues" in run else pd.DataFrame()
 
 
-def sensitivity_table(run: Run) -> pd.DataFrame:
-    return run["sensitivity"] if "sensitivity" in run else pd.DataFrame()
+def group_labels(run: Run, lang: str) -> dict[str, str]:
+    """Assumption group -> its label in the report's language (the model's assumptions.toml, kept in the run)."""
+    try:
+        groups = json.loads(run.text("assumptions.json"))
+    except FiscalsimError:
+        return {}
+    labels = {key: value.get(f"label_{lang}", key) for key, value in groups.get("groups", {}).items()}
+    labels[ALEATORY] = LABELS[lang]["aleatory"]
+    return labels
+
+
+def _sensitivity(run: Run) -> Run:
+    """The run's own Sobol stage, or the more precise one of `fiscalsim sensitivity` where it ran."""
+    stage = run.stage("sensitivity")
+    return stage if stage is not None else run
+
+
+def headline_table(run: Run) -> pd.DataFrame:
+    """The decision-grade table per domain (sim.headline): P(overrun), its spread over the assumptions, the
+    share that is the luck of the year, the expected shortfall, the verdict and the driver."""
+    source = _sensitivity(run)
+    return source["headline"] if "headline" in source else (run["headline"] if "headline" in run else pd.DataFrame())
+
+
+def verify_first_table(run: Run, lang: str) -> pd.DataFrame:
+    """For the domain most at risk, the assumption groups by total Sobol index (largest first), with intervals."""
+    source, head = _sensitivity(run), headline_table(run)
+    if "sobol_indices" not in source or not len(head):
+        return pd.DataFrame()
+    risk = head.sort_values(["p_overrun", "expected_shortfall"], ascending=False).iloc[0]
+    measure = "overrun" if 0 < risk["p_overrun"] < 1 else "claims"
+    table = ranking(source["sobol_indices"], risk["domain"], measure)
+    labels = group_labels(run, lang)
+    return table.assign(label=[labels.get(g, g) for g in table["group"]])
+
+
+def assumptions_table(run: Run, lang: str) -> pd.DataFrame:
+    """Every uncertain number of the run's model with its group, value and plausible range."""
+    if "assumption_numbers" not in run:
+        return pd.DataFrame()
+    labels = group_labels(run, lang)
+    table = run["assumption_numbers"]
+    return table.assign(label=[labels.get(g, g) for g in table["group"]])
+
+
+def calibration_table(run: Run) -> pd.DataFrame:
+    return run["calibration"] if "calibration" in run else pd.DataFrame()
 
 
 def lp_table(run: Run) -> pd.DataFrame:
@@ -305,19 +385,22 @@ def plot_queues(table: pd.DataFrame, labels: dict[str, str], lang: str, ax) -> N
     ax.legend(fontsize=7)
 
 
-def plot_tornado(table: pd.DataFrame, lang: str, ax) -> None:
+def plot_verify_first(table: pd.DataFrame, domain: str, lang: str, ax, top: int = 12) -> None:
+    """Total Sobol indices (bars, with 95% intervals) and first-order indices (dots) of the top groups."""
     t = LABELS[lang]
-    labels = table["parameter_zh"] if lang == "zh" else table["parameter"]
-    y = np.arange(len(table))
-    ax.barh(y, table["low"], color="#4C72B0", label=t["low"])
-    ax.barh(y, table["high"], color="#DD8452", label=t["high"])
-    ax.axvline(0, color="black", linewidth=0.8)
-    ax.set_yticks(y, labels, fontsize=8)
+    shown = pd.concat([table[table["group"] != ALEATORY].head(top), table[table["group"] == ALEATORY]])
+    y = np.arange(len(shown))
+    total = shown["total"].clip(lower=0)
+    ax.barh(y, total, color=["#8C8C8C" if g == ALEATORY else "#C44E52" for g in shown["group"]], label=t["total_index"])
+    below, above = (total - shown["total_low"]).clip(lower=0), (shown["total_high"] - total).clip(lower=0)
+    ax.errorbar(total, y, xerr=[below, above], fmt="none", ecolor="black", capsize=2, linewidth=0.8)
+    ax.scatter(shown["first"].clip(lower=0), y, color="black", s=12, zorder=3, label=t["first_index"])
+    ax.set_yticks(y, shown["label"], fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(t["change"])
-    ax.set_title(t["tornado"])
-    ax.legend(fontsize=8)
-    ax.xaxis.set_major_formatter(_thousands())
+    ax.set_xlim(0, max(1.0, float(shown["total_high"].max())))
+    ax.set_xlabel(t["index"])
+    ax.set_title(f"{t['verify_first']}: {domain}", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def plot_lp(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
@@ -376,11 +459,14 @@ def _figures(run: Run, policy: Policy, lang: str) -> tuple[dict[str, pd.DataFram
         plot_waits(tables["waits"], labels, lang, left)
         plot_queues(tables["queues"], labels, lang, right)
         figures["waits_queues"] = fig
-    tables["sensitivity"] = sensitivity_table(run)
-    if len(tables["sensitivity"]):
-        fig, ax = plt.subplots(figsize=(9, 5))
-        plot_tornado(tables["sensitivity"], lang, ax)
-        figures["tornado"] = fig
+    tables["headline"] = headline_table(run)
+    tables["verify_first"] = verify_first_table(run, lang)
+    if len(tables["verify_first"]):
+        fig, ax = plt.subplots(figsize=(9, 5.5))
+        domain = tables["verify_first"]["domain"].iloc[0]
+        plot_verify_first(tables["verify_first"], domain_name(policy, domain, lang), lang, ax)
+        figures["verify_first"] = fig
+    tables["assumptions"], tables["calibration"] = assumptions_table(run, lang), calibration_table(run)
     tables["lp"] = lp_table(run)
     if len(tables["lp"]):
         fig, ax = plt.subplots(figsize=(9, 3.8))
@@ -417,6 +503,55 @@ def write_report(run: Run | str | Path, lang: str = "zh", out: str | Path | None
     return written / "report.html"
 
 
+VERDICT_WORDS = {
+    "en": {"overrun likely": "the overrun holds under nine in ten plausible sets of assumptions",
+           "depends on the assumptions": "whether it overruns depends on the assumptions",
+           "no overrun": "it stays within budget under nine in ten plausible sets of assumptions"},
+    "zh": {"overrun likely": "在九成合理假設組合下均會超支",
+           "depends on the assumptions": "是否超支取決於假設",
+           "no overrun": "在九成合理假設組合下均不超支"},
+}
+
+
+def headline_sentences(table: pd.DataFrame, policy: Policy, labels: dict[str, str], lang: str) -> list[str]:
+    """One plain sentence per domain: how likely an overrun is, how much that depends on the assumptions, and
+    which assumption drives it."""
+    out = []
+    for r in table.itertuples():
+        name = domain_name(policy, r.domain, lang)
+        verdict = VERDICT_WORDS[lang][r.verdict]
+        driver = labels.get(r.driver, r.driver) if r.driver else ""
+        spread = not pd.isna(r.p_overrun_p10)
+        if lang == "en":
+            text = f"{name}: an overrun in {r.p_overrun:.0%} of simulated years"
+            if spread:
+                text += (f" once the assumptions vary; given the assumptions, {r.p_overrun_p10:.0%} to "
+                         f"{r.p_overrun_p90:.0%} (P10-P90 over the draws), so {verdict}. "
+                         f"{r.aleatory_share:.0%} of the variation is the luck of the year")
+                text += f"; the assumption that moves it most is {driver}." if driver else "."
+            else:
+                text += " with every assumption held at its value (their uncertainty is not included)."
+        else:
+            text = f"{name}:{r.p_overrun:.0%}的模擬年份超支"
+            if spread:
+                text += (f"(假設在合理範圍內變動);在給定假設下超支概率為{r.p_overrun_p10:.0%}至"
+                         f"{r.p_overrun_p90:.0%}(各次假設抽樣的P10至P90),{verdict}。"
+                         f"波動中{r.aleatory_share:.0%}來自年度隨機性")
+                text += f",影響最大的假設是「{driver}」。" if driver else "。"
+            else:
+                text += "(所有假設取其設定值,未計入其不確定性)。"
+        out.append(text)
+    return out
+
+
+def _rows_html(table: pd.DataFrame, columns: list[tuple[str, str, object]]) -> str:
+    """An HTML table: columns are (heading, column name, formatter)."""
+    head = "".join(f"<th>{html.escape(h)}</th>" for h, _, _ in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(row[c]))}</td>" for _, c, fmt in columns) + "</tr>"
+                   for _, row in table.iterrows())
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], pngs: dict[str, bytes]) -> str:
     t = LABELS[lang]
     m = run.manifest
@@ -430,8 +565,31 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
             f"<td>{html.escape(runout) if isinstance(runout, str) else t['none']}</td></tr>")
     head = (f"<tr><th>{t['domain']}</th><th>{t['mean']}</th><th>{t['p50']}</th><th>{t['p95']}</th>"
             f"<th>{t['budget']}</th><th>{t['p_overrun']}</th><th>{t['runout']}</th></tr>")
-    assumed = "".join(f"<li>{html.escape(where)} {html.escape(name)} = {p.value:g}: {html.escape(p.why)}</li>"
-                      for where, name, p in policy.assumptions())
+    labels = group_labels(run, lang)
+    said = headline_sentences(tables["headline"], policy, labels, lang) if len(tables["headline"]) else []
+    sentences = "".join(f"<li>{html.escape(s)}</li>" for s in said)
+    percent = "{:.0%}".format
+
+    def maybe(x):
+        return "—" if pd.isna(x) else f"{x:.0%}"
+    head_table = tables["headline"]
+    if len(head_table):
+        head_table = head_table.assign(name=[domain_name(policy, d, lang) for d in head_table["domain"]],
+                                       drv=[labels.get(d, d) for d in head_table["driver"]])
+    headline_html = _rows_html(head_table, [
+        (t["domain"], "name", str), (t["p_overrun"], "p_overrun", percent), ("P10", "p_overrun_p10", maybe),
+        ("P90", "p_overrun_p90", maybe), (t["luck"], "aleatory_share", maybe),
+        (t["expected_shortfall"], "expected_shortfall", "{:,.0f}".format), (t["driver"], "drv", str),
+    ]) if len(tables["headline"]) else ""
+    assumed = _rows_html(tables["assumptions"], [
+        (t["group"], "label", str), (t["where"], "where", str), (t["value"], "point", str), (t["mode"], "mode", str),
+        (t["low"], "low", "{:g}".format), (t["high"], "high", "{:g}".format), (t["why"], "why", str),
+    ]) if len(tables["assumptions"]) else ""
+    calibration = _rows_html(tables["calibration"], [
+        (t["target"], "target", str), (t["target_value"], "target_value", "{:,.6g}".format),
+        (t["simulated"], "mean", "{:,.6g}".format), (t["role"], "role", lambda x: t[f"role_{x}"]),
+        (t["evidence"], "evidence", lambda x: t.get(f"evidence_{x}", x)), (t["source"], "source", str),
+    ]) if len(tables["calibration"]) else ""
     images = "\n".join(
         f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
         f'data-file="{name}.png"></figure>' for name, data in pngs.items())
@@ -447,9 +605,11 @@ td:first-child,th:first-child{{text-align:left}}figure{{margin:1.5em 0}}img{{max
 <p>{t['scenario']}: <b>{html.escape(str(m.get('scenario')))}</b> · {replications} {t['replications']} ·
 seed {m.get('seed')} · {m.get('population'):,} · {html.escape(t['generated'])}
 <code>{html.escape(str(run.path))}</code></p>
+<h2>{t['answer']}</h2><ul>{sentences}</ul>{headline_html}
 <h2>{t['summary']}</h2><table>{head}{''.join(rows)}</table>
 {images}
-<h2>{t['assumptions']}</h2><ul>{assumed}</ul>
+<h2>{t['assumptions']}</h2>{assumed}
+<h2>{t['calibration']}</h2><p>{t['calibration_note']}</p>{calibration}
 </body></html>
 """
 
@@ -464,10 +624,19 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     for path in run_dirs:
         run = load(path)
         name = run.manifest.get("scenario", str(path))
-        domain_rows.append(domain_claims_table(run).assign(scenario=name, run=str(path)))
+        table = domain_claims_table(run).assign(scenario=name, run=str(path))
+        head = headline_table(run)
+        if len(head):
+            labels = group_labels(run, "en")
+            head = head.assign(driver=[labels.get(d, d) for d in head["driver"]])
+            table = table.merge(head[["domain", "p_overrun_p10", "p_overrun_p90", "expected_shortfall", "verdict",
+                                      "driver"]], on="domain", how="left")
+        domain_rows.append(table)
         article_rows.append(article_table(run).assign(scenario=name, run=str(path)))
     domains = pd.concat(domain_rows, ignore_index=True)
     columns = ["scenario", "domain", "mean", "p95", "claims_budget", "p_overrun", "mean_shortfall"]
+    if "verdict" in domains:
+        columns += ["p_overrun_p10", "p_overrun_p90", "verdict", "driver"]
     if "runout_date_p50" in domains:
         columns += ["p_runout", "runout_date_p50"]
     return {"domains": domains[columns + ["run"]], "articles": pd.concat(article_rows, ignore_index=True)}

@@ -23,8 +23,13 @@ A scenario file (TOML) names a model and overrides any of its numbers::
 
 The overrides are applied to a copy of the baseline's data (the baseline objects are immutable), and
 the result is validated by the same loaders as the model itself, so an override of a field that does
-not exist, or a value out of range, is an error naming the scenario file and the field.  A number a
-scenario changes is marked ``assumed`` with the scenario as its reason, so it shows in the catalogue.
+not exist, or a value out of range, is an error naming the scenario file and the field.  A policy number
+a scenario sets is marked as the scenario's (``scenario = name``), so it shows in the catalogue, and is
+held at that value: it is a decision, not an assumption, so it has no plausible range.  A population or
+process number with its own range is likewise held at the scenario's value; one under a relative
+uncertainty (a factor or a shift of the file's ``[uncertainty]``) keeps that spread around its new value.
+Every assumption group of the model stays a column of the draws, so the same replication sees the same
+assumption values in every scenario (common random numbers).
 """
 
 from __future__ import annotations
@@ -212,10 +217,10 @@ def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | Non
 
 
 def _mark(value: Any, reason: str) -> Any:
-    """A scenario's number, kept as a model Param that says where it comes from."""
+    """A scenario's number, kept as a model Param that says which scenario set it (and so has no range)."""
     if isinstance(value, dict):
         return value
-    return {"value": value, "assumed": True, "why": reason}
+    return {"value": value, "scenario": reason}
 
 
 def _table(value: Any, where: str, path: str) -> dict:
@@ -227,7 +232,7 @@ def _table(value: Any, where: str, path: str) -> dict:
 
 def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -> dict:
     data = copy.deepcopy(data)
-    reason = f"scenario {scenario.name}"
+    reason = scenario.name
     rules = {r["id"]: r for r in data["rules"]}
     for rule_id, fields in _table(overrides.get("rules", {}), where, "policy.rules").items():
         if rule_id not in rules:
@@ -279,6 +284,9 @@ def _merge(target: dict, override: Any, path: str, where: str) -> None:
             raise ScenarioError(f"{where}: {here}: no such entry in the model's {section}")
         else:
             target[key] = value
+            own = target.get("uncertainty")
+            if isinstance(own, dict) and isinstance(own.get(key), dict) and "range" in own[key]:
+                del own[key]  # the scenario's value is held: its own range no longer applies
 
 
 def _apply_population(data: dict, overrides: dict, where: str) -> dict:

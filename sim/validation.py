@@ -14,20 +14,49 @@ from typing import Any
 
 from sim.errors import FiscalsimError, PolicyError
 
+DISTRIBUTIONS = ("uniform", "triangular", "loguniform")
+MODES = {
+    "range": "the number's own plausible values",
+    "factor": "a factor the number (or every class of a table of numbers) is multiplied by",
+    "shift": "an amount added to the number (or to every class)",
+    "tilt": "an exponential tilt of a categorical mix toward higher (> 0) or lower (< 0) values",
+}
+NEUTRAL = {"range": None, "factor": 1.0, "shift": 0.0, "tilt": 0.0}  # the mode's value that leaves a number be
+TILT_LIMIT = 5.0  # the largest tilt of a categorical mix (exp(5 x 1.5) already moves 99% of it to one end)
+
+
+@dataclass(frozen=True)
+class Uncertainty:
+    """How unsure a number is: ``low``-``high`` of its ``mode`` (see :data:`MODES`), drawn by ``distribution``
+    (triangular peaks at the point value), moving together with the other numbers of ``group``."""
+
+    mode: str
+    low: float
+    high: float
+    distribution: str
+    group: str
+    why: str
+
+    def describe(self) -> str:
+        return f"{self.mode} {plain(self.low)}-{plain(self.high)} ({self.distribution})"
+
 
 @dataclass(frozen=True)
 class Param:
     """A number of the model with its provenance.
 
-    ``assumed`` numbers are planning figures the text leaves open (``why`` says why this value);
-    ``derived`` numbers are arithmetic on the text (``derived`` shows it); the rest are printed in the
-    quote of the rule or domain they belong to.
+    ``assumed`` numbers are planning figures the text leaves open (``why`` says why this value, and
+    ``uncertainty`` how unsure it is); ``derived`` numbers are arithmetic on the text (``derived`` shows
+    it); ``scenario`` numbers were set by a scenario; the rest are printed in the quote of the rule or
+    domain they belong to.
     """
 
     value: float
     assumed: bool = False
     why: str = ""
     derived: str = ""
+    uncertainty: Uncertainty | None = None
+    scenario: str = ""
 
     def __float__(self) -> float:
         return float(self.value)
@@ -227,26 +256,148 @@ def number(value: Any, key: str, where: str, problems: Problems, low: float | No
     return float(value)
 
 
+def uncertainty(value: Any, key: str, where: str, problems: Problems, point: Any = None,
+                modes: tuple[str, ...] = tuple(MODES)) -> Uncertainty | None:
+    """Parse ``{ range = [low, high], distribution = "...", group = "...", why = "..." }`` (or factor, shift,
+    tilt instead of range) and check it against the number's point value."""
+    label = f"uncertainty of {key}"
+    t = Table(value, where, problems, allowed={*MODES, "distribution", "group", "why"})
+    given = [m for m in MODES if m in t.data]
+    if len(given) != 1 or given[0] not in modes:
+        problems.add(where, f"{label}: give exactly one of {', '.join(modes)} = [low, high]")
+        return None
+    mode = given[0]
+    bounds = t.data[mode]
+    if not (isinstance(bounds, list) and len(bounds) == 2):
+        problems.add(where, f"{label}: {mode} must be [low, high], got {bounds!r}")
+        return None
+    low, high = (number(b, f"{label}.{mode}", where, problems) for b in bounds)
+    distribution = t.str("distribution", required=False) or "uniform"
+    group = t.str("group")
+    why = t.str("why")
+    if low is None or high is None or not group or not why:
+        return None
+    if distribution not in DISTRIBUTIONS:
+        problems.add(where, f"{label}: distribution must be one of {', '.join(DISTRIBUTIONS)}, got {distribution!r}")
+    if low > high:
+        problems.add(where, f"{label}: {mode} [{plain(low)}, {plain(high)}] has low above high")
+    if mode == "tilt" and max(abs(low), abs(high)) > TILT_LIMIT:
+        problems.add(where, f"{label}: a tilt must lie within [-{TILT_LIMIT:g}, {TILT_LIMIT:g}] (at {TILT_LIMIT:g} "
+                     f"nearly all of the mix is in one end category), got [{plain(low)}, {plain(high)}]")
+    if distribution == "loguniform" and low <= 0:
+        problems.add(where, f"{label}: a loguniform {mode} needs low > 0, got {plain(low)}")
+    neutral = point if mode == "range" else NEUTRAL[mode]
+    if isinstance(neutral, (int, float)) and not isinstance(neutral, bool) and not low <= neutral <= high:
+        what = "the number's value" if mode == "range" else f"{plain(neutral)} (the value as written)"
+        problems.add(where, f"{label}: {mode} [{plain(low)}, {plain(high)}] must contain {what} "
+                     f"{plain(neutral) if mode == 'range' else ''}".rstrip())
+    return Uncertainty(mode, low, high, distribution, group, why)
+
+
+@dataclass(frozen=True)
+class Uncertain:
+    """One uncertain number of a model file: where it sits in the file's data, its point value (a number, a
+    table per class, a list), how unsure it is, and whether it is a whole number (a count)."""
+
+    file: str  # "policy", "population" or "process"
+    path: tuple
+    where: str
+    point: Any
+    uncertainty: Uncertainty
+    integer: bool = False
+
+
+@dataclass(frozen=True)
+class Field:
+    """A number of an assumed table that needs a range: the modes it takes and whether it is a count."""
+
+    modes: tuple[str, ...] = ("range", "factor", "shift")
+    integer: bool = False
+
+
+def table_uncertainty(t: Table, file: str, path: tuple, fields: dict[str, Field], blanket: Mapping[str, Uncertainty],
+                      out: list[Uncertain]) -> None:
+    """The uncertain numbers of one table: its own ``uncertainty = { key = {...} }`` entries, else the file's
+    ``[uncertainty]`` entry for the key; every number of an assumed table must be covered by one of them."""
+    own = t.data.get("uncertainty", {})
+    if not isinstance(own, dict):
+        t.problems.add(t.where, "uncertainty must be a table: { key = { range = [low, high], ... } }")
+        own = {}
+    for key in own:
+        if key not in fields or key not in t.data:
+            t.problems.add(t.where, f"uncertainty.{key}: the table has no such number (numbers: "
+                           f"{', '.join(k for k in fields if k in t.data) or 'none'})")
+    assumed = t.data.get("assumed") is True
+    for key, spec in fields.items():
+        if key not in t.data:
+            continue
+        point = t.data[key]
+        modes = spec.modes if not isinstance(point, (dict, list)) else tuple(m for m in spec.modes if m != "range")
+        if key in own:
+            unsure = uncertainty(own[key], key, t.where, t.problems, point, modes)
+        elif key in blanket:
+            unsure = blanket[key]
+            if unsure.mode not in modes:
+                t.problems.add(t.where, f"the file's [uncertainty] {key} is a {unsure.mode}; this {key} takes "
+                               f"{' or '.join(modes)}")
+                continue
+            if unsure.mode == "range" and not unsure.low <= point <= unsure.high:
+                t.problems.add(t.where, f"{key} = {plain(point)} lies outside the file's [uncertainty] range "
+                               f"[{plain(unsure.low)}, {plain(unsure.high)}]")
+                continue
+        else:
+            if assumed:
+                t.problems.add(t.where, f"{key} is assumed, so it needs a plausible range: uncertainty = {{ {key} = "
+                               f"{{ {modes[0]} = [low, high], group = \"...\", why = \"...\" }} }}")
+            continue
+        if unsure is not None:
+            out.append(Uncertain(file, (*path, key), f"{t.where}, {key}", point, unsure, spec.integer))
+
+
+def blanket_uncertainty(raw: Any, fields: Mapping[str, Field], problems: Problems) -> dict[str, Uncertainty]:
+    """A file's ``[uncertainty]`` table: one entry per field name, for every assumed table that has the field."""
+    out = {}
+    for key, value in (raw.items() if isinstance(raw, dict) else []):
+        if key not in fields:
+            problems.add("[uncertainty]", f"{key}: no table of this file has such a number "
+                         f"(numbers: {', '.join(sorted(fields))})")
+            continue
+        unsure = uncertainty(value, key, f"[uncertainty] {key}", problems, None, fields[key].modes)
+        if unsure is not None:
+            out[key] = unsure
+    if raw is not None and not isinstance(raw, dict):
+        problems.add("[uncertainty]", "must be a table of field = { factor = [low, high], ... }")
+    return out
+
+
 def param(value: Any, key: str, where: str, problems: Problems) -> Param | None:
     if isinstance(value, dict):
-        table = Table(value, where, problems, allowed={"value", "assumed", "why", "derived"})
+        table = Table(value, where, problems, allowed={"value", "assumed", "why", "derived", "uncertainty",
+                                                       "scenario"})
         amount = number(value.get("value"), f"{key}.value", where, problems)
         assumed = table.bool("assumed", required=False)
         why = table.str("why", required=False)
         derived = table.str("derived", required=False)
+        scenario = table.str("scenario", required=False)
         if assumed and not why:
             problems.add(where, f"{key} is assumed, so it needs a `why` saying why this value")
-        if not assumed and not derived:
+        if not (assumed or derived or scenario):
             problems.add(
                 where,
                 f"{key} is written as a table but is neither assumed (assumed = true, why = ...) "
                 "nor derived (derived = ...); write a number printed in the quote plainly",
             )
-        if assumed and derived:
-            problems.add(where, f"{key} cannot be both assumed and derived")
+        if sum(map(bool, (assumed, derived, scenario))) > 1:
+            problems.add(where, f"{key} is one of assumed, derived or set by a scenario, not several")
+        unsure = None
+        if "uncertainty" in table.data:
+            unsure = uncertainty(table.data["uncertainty"], key, where, problems, amount, ("range",))
+        elif assumed:
+            problems.add(where, f"{key} is assumed, so it needs a plausible range: uncertainty = {{ range = [low, "
+                         "high], distribution = \"uniform\", group = \"...\", why = \"...\" }")
         if amount is None:
             return None
-        return Param(amount, assumed=assumed, why=why, derived=derived)
+        return Param(amount, assumed=assumed, why=why, derived=derived, uncertainty=unsure, scenario=scenario)
     amount = number(value, key, where, problems)
     return None if amount is None else Param(amount)
 

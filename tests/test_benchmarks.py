@@ -39,6 +39,14 @@ def test_bench_process_runs_tiny(tmp_path):
     assert out["applications"] > 0 and out["ratio"] > 0
 
 
+def test_bench_sensitivity_runs_tiny(tmp_path):
+    from benchmarks import bench_sensitivity
+
+    results = bench_sensitivity.main(["--samples", "2", "--workers", "0", "--n", "3000",
+                                      "--json", str(tmp_path / "s.json")])
+    assert results[0]["groups"] >= 20 and results[0]["evaluations"] == 2 * (results[0]["groups"] + 3)
+
+
 def test_benchmark_suite_runs_quick(tmp_path):
     from benchmarks.__main__ import main
 

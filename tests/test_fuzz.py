@@ -38,7 +38,7 @@ NASTY = ["", " ", "x", "no-such-thing", "../../etc/passwd", "萬元", -1, 0, 1, 
 OUTCOMES: collections.Counter = collections.Counter()
 DEFAULT = settings(max_examples=120, deadline=None, derandomize=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-SLOW = settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+SLOW = settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                         HealthCheck.data_too_large])
 
 
@@ -169,6 +169,7 @@ def registers(draw):
     return "\n".join(",".join(row) for row in rows) + "\n"
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @pytest.mark.parametrize("name", FILES)
 @DEFAULT
 @given(data=st.data())
@@ -176,6 +177,7 @@ def test_mutated_model_files_give_a_clean_error_or_a_finite_run(name, data):
     check_model_file(name, data.draw(mutated(DATA[name])))
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 @DEFAULT
 @given(overrides=mutated(OVERRIDES))
 def test_mutated_scenarios_give_a_clean_error_or_a_finite_run(overrides):
@@ -190,13 +192,13 @@ def test_mutated_firm_registers_give_a_clean_error_or_finite_awards(text):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("kind", [*FILES, "scenario", "register"])
 @SLOW
 @given(data=st.data())
-def test_many_mutations_of_everything(data):
-    kind = data.draw(st.sampled_from(["model", "scenario", "register"]))
-    if kind == "model":
-        name = data.draw(st.sampled_from(FILES))
-        check_model_file(name, data.draw(mutated(DATA[name])))
+def test_many_mutations_of_everything(kind, data):
+    if kind in FILES:
+        check_model_file(kind, data.draw(mutated(DATA[kind])))
     elif kind == "scenario":
         check_scenario(data.draw(mutated(OVERRIDES)))
     else:

@@ -58,9 +58,28 @@ CASES = {
         in_rule("a36-cultural-venue", 'assumed = true, why = "「依照補助標準', 'assumed = true, note = "「依照補助標準'),
         "rule a36-cultural-venue: unknown key 'note'"),
     "assumed with no why at all": (
-        in_rule("a44-exhibition-venue-rent", 'rate = { value = 0.30, assumed = true, why = "「一定比例的場租補貼」 leaves the share open; 30% is a planning figure." }',
-                'rate = { value = 0.30, assumed = true }'),
+        in_rule("a44-exhibition-venue-rent", 'assumed = true, why = "「一定比例的場租補貼」 leaves the share open; 30% is a planning figure.", ',
+                'assumed = true, '),
         "rule a44-exhibition-venue-rent: rate is assumed, so it needs a `why`"),
+    "assumed without a range": (
+        in_rule("a44-exhibition-venue-rent", ', uncertainty = { range = [0.15, 0.5], group = "a44-exhibition-rent", '
+                'why = "「一定比例的場租補貼」: 15-50% of the rent." }', ""),
+        "rule a44-exhibition-venue-rent: rate is assumed, so it needs a plausible range"),
+    "assumed value outside its range": (
+        in_rule("a44-exhibition-venue-rent", "range = [0.15, 0.5]", "range = [0.4, 0.5]"),
+        "rule a44-exhibition-venue-rent: uncertainty of rate: range [0.4, 0.5] must contain the number's value 0.3"),
+    "range with low above high": (
+        in_rule("a44-exhibition-venue-rent", "range = [0.15, 0.5]", "range = [0.5, 0.15]"),
+        "rule a44-exhibition-venue-rent: uncertainty of rate: range [0.5, 0.15] has low above high"),
+    "range that is not a pair": (
+        in_rule("a44-exhibition-venue-rent", "range = [0.15, 0.5]", "range = [0.15]"),
+        "rule a44-exhibition-venue-rent: uncertainty of rate: range must be [low, high], got [0.15]"),
+    "range with an unknown distribution": (
+        in_rule("a44-exhibition-venue-rent", "range = [0.15, 0.5]", 'range = [0.15, 0.5], distribution = "normal"'),
+        "uncertainty of rate: distribution must be one of uniform, triangular, loguniform, got 'normal'"),
+    "range without a group": (
+        in_rule("a44-exhibition-venue-rent", 'group = "a44-exhibition-rent", ', ""),
+        "rule a44-exhibition-venue-rent: group is required"),
     "unknown kind": (
         in_rule("a38-bank-credit-loans", 'kind = "rate"', 'kind = "ratio"'),
         "rule a38-bank-credit-loans: kind must be one of rate, external_share, fixed, tiered, per_unit"),

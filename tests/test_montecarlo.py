@@ -110,7 +110,7 @@ def test_results_do_not_depend_on_how_blocks_are_grouped(monkeypatch):
     scaled = dataclasses.replace(SPEC)
     reference = mc.run(POLICY, scaled, replications=2, seed=8, scale=3.5, progress=False)
     # Same blocks combined in another order give the same bits (math.fsum is exact).
-    job = mc.ClaimsJob(POLICY, SPEC, 8, SPEC.counts(scale=3.5))
+    job = mc.ClaimsJob(POLICY, SPEC, 8, scale=3.5)
     parts = [t for k in range(len(job.plan)) for t in mc.replication_task(job, (0, (k,))).totals]
     assert len(parts) > 25  # the largest segments span several blocks
     shuffled = mc.combine(parts[::-1])

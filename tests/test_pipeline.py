@@ -12,7 +12,7 @@ import sim.pipeline as pipeline
 import sim.policy
 import sim.population
 import sim.results as results
-from sim import kinds
+from sim import assumptions, kinds, sensitivity
 from sim.cli import main
 from tests.strategies import random_table
 
@@ -37,7 +37,13 @@ def test_template_model_runs_through_every_command(tmp_path, capsys):
     run = results.load(out)
     assert run.manifest["stages"] == list(pipeline.STAGES) and run.manifest["model"] == model
     assert (out / "report" / "report.html").is_file() and run.stage("budget") is not None
-    assert len(run["sensitivity"]) == 3 and run.manifest["process_replications"] == 20
+    assert run.manifest["process_replications"] == 20
+    groups = set(assumptions.load_groups(model)) | {sensitivity.ALEATORY}
+    assert set(run["sobol_indices"]["group"]) == groups and len(groups) > 10
+    assert main(["sensitivity", str(out), "-N", "4", "--no-progress"]) == 0
+    assert "Sobol" in capsys.readouterr().out
+    finer = results.load(out).stage("sensitivity")
+    assert set(finer["sobol_indices"]["group"]) == groups and finer["sobol_evaluations"]["row"].nunique() == 4 * (len(groups) + 2)
     assert main(["budget", str(out), "--solver", "scipy"]) == 0
     assert main(["report", str(out), "--lang", "en", "--out", str(tmp_path / "en")]) == 0
     assert "Template district 2024 policy" in (tmp_path / "en" / "report.html").read_text(encoding="utf-8")
@@ -62,7 +68,7 @@ def _table_bytes(folder: Path) -> dict[str, bytes]:
 
 
 SMALL = pipeline.Settings(replications=4, seed=5, n=20_000, stages=("claims", "process", "budget", "sensitivity"),
-                          sensitivity_replications=2)
+                          per_draw=2, sensitivity_samples=2)
 
 
 def test_same_seed_byte_identical_tables_in_process_and_on_two_dask_workers(tmp_path):
@@ -77,6 +83,7 @@ def test_same_seed_byte_identical_tables_in_process_and_on_two_dask_workers(tmp_
     assert run.manifest["executor"] == "dask" and run.manifest["workers"] == 2
     serial, dask = _table_bytes(tmp_path / "serial"), _table_bytes(tmp_path / "dask")
     assert "process_outcomes.parquet" in serial and "budget/cvar_overall.parquet" in serial
+    assert {"assumptions.parquet", "sobol_indices.parquet", "headline.parquet"} <= set(serial)  # the draws too
     assert serial.keys() == dask.keys()
     different = [name for name in serial if serial[name] != dask[name]]
     assert different == []

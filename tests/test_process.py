@@ -61,7 +61,7 @@ def test_mmc_queue_at_utilisation_09_matches_erlang_c_and_littles_law():
 
 
 def baseline_claims(replication=0, n=None):
-    return mc.replication_claims(POLICY, SPEC, 3, replication, SPEC.counts(n))
+    return mc.replication_claims(POLICY, SPEC, 3, replication, n)
 
 
 @pytest.mark.parametrize("rule", pr.EXHAUSTION)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import sim
+import sim.assumptions
 import sim.montecarlo as mc
 import sim.process as pr
 import sim.report as report
@@ -23,8 +24,7 @@ def run_scenario(name):
     policy, spec = scenario.apply(chosen)
     result = mc.run(policy, spec, REPS, SEED, n=N, progress=False)
     model = scenario.apply_process(chosen, policy)
-    counts = spec.counts(N)
-    processes = [pr.simulate(mc.replication_claims(policy, spec, SEED, k, counts), model, SEED, k) for k in range(2)]
+    processes = [pr.simulate(mc.replication_claims(policy, spec, SEED, k, N), model, SEED, k) for k in range(2)]
     return result, processes
 
 
@@ -86,7 +86,7 @@ def test_staffing_cut_lengthens_the_bureaus_waits(baseline):
 def test_pro_rata_cuts_instead_of_deferring():
     policy, spec = scenario.apply(scenario.load("pro-rata"))
     model = scenario.apply_process(scenario.load("pro-rata"), policy)
-    claims = mc.replication_claims(policy, spec, SEED, 0, spec.counts())
+    claims = mc.replication_claims(policy, spec, SEED, 0)
     short = {d: 0.6 * b for d, b in model.budgets.items()}
     outcome = pr.simulate(claims, model, SEED, budgets=short).runout.set_index("domain")
     science = outcome.loc["science_technology"]
@@ -108,7 +108,7 @@ def two_runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("runs")
     for name in ("baseline", "rd-boom"):
         assert main(["run", name, "-r", "8", "--n", str(N), "-s", str(SEED), "-o", str(root / name),
-                     "--no-progress", "--process-replications", "3", "--sensitivity-replications", "2"]) == 0
+                     "--no-progress", "--process-replications", "3", "--sensitivity-samples", "2"]) == 0
     return root
 
 
@@ -118,7 +118,7 @@ def test_main_job_writes_a_report_with_every_figure(two_runs):
     parser = _Images()
     parser.feed(page.read_text(encoding="utf-8"))
     names = {img["data-file"] for img in parser.images}
-    assert names == {"claims_vs_budget.png", "articles.png", "cash_fan.png", "waits_queues.png", "tornado.png", "lp.png"}
+    assert names == {"claims_vs_budget.png", "articles.png", "cash_fan.png", "waits_queues.png", "verify_first.png", "lp.png"}
     for img in parser.images:
         assert img["src"].startswith("data:image/png;base64,") and len(img["src"]) > 10_000
         file = page.parent / img["data-file"]
@@ -128,16 +128,22 @@ def test_main_job_writes_a_report_with_every_figure(two_runs):
     assert "科技創新政策" in text and "超支概率" in text
 
 
-def test_english_report_and_sensitivity_table(two_runs, tmp_path):
+def test_english_report_and_what_to_verify_first(two_runs, tmp_path):
     page = report.write_report(two_runs / "baseline", lang="en", out=tmp_path / "en")
     text = page.read_text(encoding="utf-8")
     assert "Science and technology innovation" in text and 'lang="en"' in text
     import sim.results
-    tornado = sim.results.load(tmp_path / "en")["sensitivity"]
-    assert len(tornado) == len(sim.sensitivity.load_plan().parameters)
-    assert (tornado["swing"].diff().dropna() <= 0).all()  # sorted, biggest first
-    row = tornado.set_index("parameter").loc["Technology-transaction reward rate (assumed 1%)"]
-    assert row["low"] < 0 < row["high"]
+    run = sim.results.load(two_runs / "baseline")
+    groups = sim.assumptions.load_groups(run.manifest["model"])
+    verify = sim.results.load(tmp_path / "en")["verify_first"]
+    # every assumption group once, ranked by total index, the luck of the year (aleatory) last
+    assert (verify["total"][:-1].diff().dropna() <= 0).all()
+    assert sorted(verify["group"][:-1]) == sorted(groups)
+    assert verify["group"].iloc[-1] == sim.sensitivity.ALEATORY and len(verify) == len(groups) + 1
+    assert set(verify["label"][:-1]) == {g.label_en for g in groups.values()}
+    head = run["headline"].sort_values(["p_overrun", "expected_shortfall"], ascending=False)
+    assert set(verify["domain"]) == {head["domain"].iloc[0]}  # the domain most at risk
+    assert verify["label"].iloc[0] in text  # the first to verify is named on the page
 
 
 def test_compare_puts_scenarios_side_by_side(two_runs, capsys):
@@ -159,7 +165,7 @@ def test_no_character_of_the_labels_or_model_renders_as_a_box(model):
     text = "".join("".join(v) for v in report.LABELS["zh"].values())
     text += "".join(d.name_zh for d in policy.domains) + "".join(a.heading_zh for a in policy.articles)
     text += "".join(sim.process.load_process(model).bureaus)
-    text += "".join(p.label_zh for p in sim.sensitivity.load_plan(model).parameters)
+    text += "".join(g.label_zh for g in sim.assumptions.load_groups(model).values())
     text += "".join(a.lead for a in policy.articles) + "".join(map(str, policy.meta.values())) + "0123456789,.-%()\u2212"
     assert report.missing_glyphs(text) == set()
 

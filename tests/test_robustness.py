@@ -60,7 +60,7 @@ def expect(error, message, call, *args, **kwargs):
 
 
 # ----------------------------------------------------------------------------- raw tracebacks, now clean
-@pytest.mark.parametrize("name", ["policy.toml", "population.toml", "process.toml", "sensitivity.toml",
+@pytest.mark.parametrize("name", ["policy.toml", "population.toml", "process.toml", "assumptions.toml",
                                   "examples/article-01.toml"])
 def test_a_stray_non_utf8_byte_names_the_file_and_line(tmp_path, name):
     folder = model_copy(tmp_path)
@@ -70,7 +70,7 @@ def test_a_stray_non_utf8_byte_names_the_file_and_line(tmp_path, name):
     path.write_bytes(data[:cut] + b"# caf\xe9\n" + data[cut:])
     calls = {"policy.toml": lambda: sim.policy.load(folder), "population.toml": lambda: load_all(folder),
              "process.toml": lambda: load_all(folder),
-             "sensitivity.toml": lambda: __import__("sim.sensitivity").sensitivity.load_plan(folder),
+             "assumptions.toml": lambda: __import__("sim.assumptions").assumptions.load_groups(folder),
              "examples/article-01.toml": lambda: sim.policy.load_examples(folder)}
     message = expect(FiscalsimError, "line 3: byte 0xe9 is not UTF-8", calls[name])
     assert name.split("/")[-1] in message
@@ -273,7 +273,7 @@ elif where == "report":
     r.write_report = killing(r.write_report)
 else:
     setattr(p, where, killing(getattr(p, where)))
-p.run(model="template", settings=p.Settings(replications=3, sensitivity_replications=1), out=sys.argv[1],
+p.run(model="template", settings=p.Settings(replications=3, sensitivity_samples=2), out=sys.argv[1],
       progress=False)
 """
 
@@ -321,7 +321,8 @@ def test_the_award_intensity_applies_on_every_path():
     base = sim.policy.load("template")
     data = base.data()
     for rule in data["rules"]:
-        rule["intensity"] = {"value": 0.5, "assumed": True, "why": "test"}
+        rule["intensity"] = {"value": 0.5, "assumed": True, "why": "test",
+                             "uncertainty": {"range": [0.4, 0.6], "group": "intensity", "why": "test"}}
     half = sim.policy.from_dict(data, "half", base.source_text)
     table = pop.population_frame(pop.load_spec("template", policy=base), 3, n=20_000)
     from sim import fused
@@ -386,30 +387,41 @@ def test_the_shortfall_is_claims_above_the_budget_never_below():
                        progress=False)
     summary = run.summary("domain").set_index("domain")
     levels = mc.level_totals(run.rules, "domain")
+    budgets = run["budgets"]
     for domain, row in summary.iterrows():
-        district = levels.loc[levels["key"] == domain, "district"].to_numpy()
-        assert row["mean_shortfall"] == pytest.approx(np.maximum(district - row["claims_budget"], 0).mean())
+        district = levels.loc[levels["key"] == domain].sort_values("replication")["district"].to_numpy()
+        budget = budgets[budgets["domain"] == domain].sort_values("replication")["claims_budget"].to_numpy()
+        assert len(np.unique(budget)) > 1  # the claims budget is drawn per assumption draw
+        assert row["mean_shortfall"] == pytest.approx(np.maximum(district - budget, 0).mean())
         assert row["mean_shortfall"] >= 0
     assert (summary["mean_shortfall"] > 0).any()
 
 
-def test_sensitivity_of_a_scenario_run_keeps_the_scenarios_own_numbers():
-    import sim.sensitivity as sensitivity
-    plan = sensitivity.load_plan("template")
-    doubled = scenario.from_dict({"name": "double", "model": "template",
-                                  "policy": {"rules": {"t01-rd-increase": {"rate": 0.2}}}})
-    table = sensitivity.one_at_a_time(doubled, plan, seed=2, replications=3)
-    policy, spec = scenario.apply(doubled)
-    direct = mc.run(policy, spec, 3, seed=2, progress=False)
-    assert table["base"].iloc[0] == pytest.approx(direct.rules.groupby("replication")["district"].sum().mean())
-    variant = sensitivity.variants(doubled, plan, 2, None, 1.0)[1]
-    assert variant.job.policy.rule("t01-rd-increase").number("rate").value == pytest.approx(0.2 * 0.8)
+def test_a_scenario_holds_its_own_numbers_and_keeps_the_other_draws():
+    held = scenario.from_dict({"name": "held", "model": "template",
+                               "policy": {"domains": {"innovation": {"claims_budget": 1200}}}})
+    settings = pipeline.Settings(replications=6, per_draw=2, seed=2, n=5_000, stages=("claims", "sensitivity"),
+                                 sensitivity_samples=4)
+    run = pipeline.run(held, settings=settings, progress=False)
+    base = pipeline.run(model="template", settings=settings, progress=False)
+
+    def innovation(r):
+        return r["budgets"].query("domain == 'innovation'")["claims_budget"]
+    assert (innovation(run) == 1200).all() and innovation(base).nunique() == 3  # held vs drawn
+    group = "claims-budget-innovation"
+    others = [r["assumptions"][r["assumptions"]["group"] != group].reset_index(drop=True) for r in (run, base)]
+    pd.testing.assert_frame_equal(*others)  # the other assumptions: the same draws (common random numbers)
+    assert group in set(base["assumptions"]["group"]) and group not in set(run["assumptions"]["group"])
+    sobol = run["sobol_indices"].query("group == @group")
+    assert (sobol["total"].fillna(0) == 0).all() and (sobol["first"].fillna(0) == 0).all()  # exactly no effect
+    drawn = base["sobol_indices"].query("group == @group and domain == 'innovation' and measure == 'shortfall'")
+    assert drawn["total"].iloc[0] > 0
 
 
 def test_deferred_means_the_budget_ran_out_and_unpaid_means_the_calendar():
     policy, spec = scenario.apply(scenario.baseline())
     model = pr.load_process(policy=policy)
-    claims = mc.replication_claims(policy, spec, 3, 0, spec.counts())
+    claims = mc.replication_claims(policy, spec, 3, 0)
     ample = pr.simulate(claims, model, seed=3, budgets={d: 1e9 for d in model.budgets})
     assert ample.apps.parts["deferred"].sum() == 0 and np.isnan(ample.runout_day).all()
     late = model.with_changes(payment_days=model.payment_days[:6])  # no payment run after June

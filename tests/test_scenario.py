@@ -12,7 +12,7 @@ def apply(data):
     return scenario.apply(scenario.from_dict({"name": "t", **data}))
 
 
-def test_override_changes_a_copy_and_marks_the_number_assumed():
+def test_override_changes_a_copy_and_marks_the_number_as_the_scenarios():
     policy, spec = apply({"policy": {"rules": {"a38-bank-credit-loans": {"cap": 250}},
                                      "domains": {"services": {"claims_budget": 30000}}},
                           "population": {"segments": {"banks": {"count": 60}},
@@ -21,8 +21,11 @@ def test_override_changes_a_copy_and_marks_the_number_assumed():
                                              "new_high_tech": {"probability": {"small": 0.006}}}}},
                                          "shocks": {"export_credit_premium": 0.8}}})
     cap = policy.rule("a38-bank-credit-loans").number("cap")
-    assert cap.value == 250 and cap.assumed and "scenario t" in cap.why
-    assert policy.domain("services").claims_budget.value == 30000
+    assert cap.value == 250 and cap.scenario == "t" and not cap.assumed and cap.uncertainty is None
+    held = policy.domain("services").claims_budget
+    assert held.value == 30000 and held.scenario == "t" and held.uncertainty is None  # a decision: no range
+    assert BASE_POLICY.domain("services").claims_budget.uncertainty is not None
+    assert "services" not in {n.path[1] for n in policy.uncertain() if n.path[0] == "domains"}
     assert BASE_POLICY.rule("a38-bank-credit-loans").number("cap").value == 200  # the baseline is untouched
     assert next(s for s in spec.segments if s.id == "banks").count == 60
     segment = spec.segments[0]
