@@ -45,12 +45,11 @@ def main(argv=None):
     results.append({"executor": "in-process", "workers": 1, "seconds": seconds, "evaluations": evaluations,
                     "groups": groups, "samples": args.samples})
     if args.workers:
-        from dask.distributed import Client, LocalCluster
+        from dask.distributed import Client
 
-        from sim.executors import Dask
+        from sim.executors import Dask, local_cluster
 
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
             client.run(lambda: __import__("sim.sensitivity"))  # imports and compiled kernels, not timed
             dask, seconds = analyse(ctx, args.samples, args.n, executor=Dask(client))
         same = all(serial[k].equals(dask[k]) for k in serial)

@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from sim import executors, pipeline, population, report, results
@@ -27,7 +28,7 @@ from sim import policy as policy_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
-from sim.headline import ranking
+from sim.headline import measure_of, ranking
 from sim.policy import Policy, catalogue_table, format_param, inputs_table
 from sim.validation import plain
 
@@ -140,10 +141,10 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     for row in table.itertuples():
         band = f" (band {plain(row.low)}-{plain(row.high)})" if row.low is not None and pd.notna(row.low) else ""
         verdict = "" if row.in_band is None else ("  in band" if row.in_band else "  OUT OF BAND")
-        expected = f"expected {plain(row.expected)}, " if pd.notna(row.expected) else ""
+        expected = f"expected {figure(row.expected)}, " if pd.notna(row.expected) else ""
         print(f"{row.target}: {row.statistic} [{row.unit}]")
-        print(f"  target {plain(row.target_value)}{band}; synthetic {expected}simulated {plain(row.mean)} "
-              f"± {plain(row.sd)}{verdict}")
+        print(f"  target {plain(row.target_value)}{band}; synthetic {expected}simulated {figure(row.mean)} "
+              f"± {figure(row.sd)}{verdict}")
         role = population.ROLES[row.role]
         if row.role == "set":
             role += f": {row.sets}"
@@ -210,6 +211,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     if (run.path / "report" / "report.html").is_file():
         print(f"report: {run.path / 'report' / 'report.html'}")
     return 0
+
+
+def figure(value: float) -> str:
+    """A simulated statistic to four significant figures, with thousands separators.
+
+    >>> figure(3897706.67371), figure(0.011428), figure(10.8), figure(2747.2)
+    ('3,898,000', '0.01143', '10.8', '2,747')
+    """
+    if not np.isfinite(value) or value == 0:
+        return f"{value:g}"
+    digits = 3 - int(np.floor(np.log10(abs(value))))
+    text = f"{round(float(value), digits):,.{max(digits, 0)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def headline_text(table: pd.DataFrame, run) -> str:
@@ -308,21 +322,26 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
 
 def verdict_text(table: pd.DataFrame, run) -> str:
     """The plain sentence of each domain the assumptions leave at risk (the report's words, in English)."""
-    at_risk = table[table["verdict"] != "no overrun"]
+    at_risk = table[table["verdict"] != "overrun unlikely"]
     sentences = report.headline_sentences(at_risk, run.policy(), report.group_labels(run, "en"), "en")
     return "\n".join(f"- {s}" for s in sentences)
 
 
 def sensitivity_text(indices: pd.DataFrame, table: pd.DataFrame, run) -> str:
-    """Per domain at risk: the assumption groups by total Sobol index of the overrun, with 95% intervals."""
+    """Per domain at risk: the five assumption groups with the largest total Sobol index of its overrun (else
+    shortfall, else claims, whichever varied), with 95% intervals, and the luck of the year."""
     labels = report.group_labels(run, "en")
-    lines = []
-    for row in table.sort_values("p_overrun", ascending=False).itertuples():
-        measure = "overrun" if row.p_overrun not in (0.0, 1.0) else "claims"
-        lines.append(f"{row.domain}: P(overrun) {row.p_overrun:.0%}; total Sobol indices of its {measure}:")
-        for r in ranking(indices, row.domain, measure).head(6).itertuples():
-            lines.append(f"  {labels.get(r.group, r.group):<60} {r.total:5.2f}  [{r.total_low:.2f}, "
-                         f"{r.total_high:.2f}]   first-order {r.first:5.2f}")
+    rows = len(indices.drop_duplicates(["group"]))
+    lines = [f"Sobol indices over {rows - 1} assumption groups and the luck of the year (95% bootstrap intervals)"]
+    for row in table.sort_values(["p_overrun", "expected_shortfall"], ascending=False).itertuples():
+        measure = measure_of(indices, row.domain)
+        if measure is None:
+            continue
+        lines.append(f"\n{row.domain}: P(overrun) {row.p_overrun:.0%}; total (first-order) indices of its {measure}:")
+        ranked = ranking(indices, row.domain, measure)
+        for r in pd.concat([ranked.head(5), ranked.tail(1)]).itertuples():
+            lines.append(f"  {labels.get(r.group, r.group):<58} {r.total:5.2f} [{r.total_low:.2f}, "
+                         f"{r.total_high:.2f}]  ({r.first:5.2f} [{r.first_low:.2f}, {r.first_high:.2f}])")
         if row.p_overrun == 0.0:
             break
     return "\n".join(lines)

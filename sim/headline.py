@@ -15,7 +15,7 @@ each draw.  For each domain:
   sensitivity stage where it ran, else the largest squared rank correlation between the draw's uniform
   number for the group and the draw's margin (budget less mean claims), a quick screen;
 - ``verdict``: ``overrun likely`` when the overrun is likely under nine in ten plausible draws
-  (P10 > 50%), ``no overrun`` when it is unlikely under nine in ten (P90 < 50%), else ``depends on the
+  (P10 > 50%), ``overrun unlikely`` when it is unlikely under nine in ten (P90 < 50%), else ``depends on the
   assumptions``.
 """
 
@@ -25,8 +25,18 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
-VERDICTS = ("overrun likely", "depends on the assumptions", "no overrun")
+VERDICTS = ("overrun likely", "depends on the assumptions", "overrun unlikely")
 ALEATORY = "aleatory"  # the Sobol design's factor for the population drawn (the luck of the year)
+
+
+def measure_of(sobol: pd.DataFrame, domain: str) -> str | None:
+    """The measure of a domain to rank assumptions by: its overrun where the overrun varied over the Sobol
+    design, else its shortfall, else its claims (None when nothing varied)."""
+    for measure in ("overrun", "shortfall", "claims"):
+        part = sobol[(sobol["domain"] == domain) & (sobol["measure"] == measure)]
+        if len(part) and part["variance"].iloc[0] > 0 and part["total"].notna().any():
+            return measure
+    return None
 
 
 def ranking(sobol: pd.DataFrame, domain: str, measure: str) -> pd.DataFrame:
@@ -92,13 +102,11 @@ def _given_draws(c: np.ndarray, b: np.ndarray, draw_of: np.ndarray) -> dict:
 def _driver(domain: str, c: np.ndarray, b: np.ndarray, draw_of: np.ndarray, draws: np.ndarray | None,
             groups: tuple[str, ...], sobol: pd.DataFrame | None) -> dict:
     none = {"driver": "", "driver_measure": np.nan, "driver_source": ""}
-    if sobol is not None and len(sobol):
-        for measure in ("overrun", "shortfall", "claims"):
-            part = ranking(sobol, domain, measure)
-            if len(part) > 1 and part["variance"].iloc[0] > 0:
-                top = part.iloc[0]
-                return {"driver": top["group"], "driver_measure": float(top["total"]),
-                        "driver_source": f"total Sobol index of the {measure}"}
+    measure = measure_of(sobol, domain) if sobol is not None and len(sobol) else None
+    if measure is not None:
+        top = ranking(sobol, domain, measure).iloc[0]
+        return {"driver": top["group"], "driver_measure": float(top["total"]),
+                "driver_source": f"total Sobol index of the {measure}"}
     if draws is None or not len(groups):
         return none
     margin = pd.DataFrame({"m": b - c, "draw": draw_of}).groupby("draw")["m"].mean()

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import FiscalsimError
-from sim.headline import ALEATORY, ranking
+from sim.headline import ALEATORY, measure_of, ranking
 from sim.policy import Policy
 from sim.results import Run, load, write_run
 
@@ -50,6 +50,11 @@ LABELS = {
         "day": "Day of the year",
         "waiting": "Waiting (mean over replications)",
         "verify_first": "What to verify first",
+        "verify_intro": "Which assumption, if it were known, would most narrow the answer for {domain}: the assumption "
+                        "groups ranked by their total Sobol index of the {measure} (the share of its variance they "
+                        "account for, alone and with the others), with 95% bootstrap intervals; the luck of the year "
+                        "last. Verify the first ones before acting on the overrun probability.",
+        "measure_overrun": "overrun", "measure_shortfall": "shortfall", "measure_claims": "claims",
         "answer": "The answer per domain",
         "luck": "Luck of the year",
         "expected_shortfall": "Expected shortfall (萬元)",
@@ -107,6 +112,10 @@ LABELS = {
         "day": "年內第幾天",
         "waiting": "待審數(各次模擬均值)",
         "verify_first": "最需要先核實的假設",
+        "verify_intro": "若能確知某個假設,{domain}的結論會收窄多少:按各假設組對{measure}的總Sobol指數排序"
+                        "(該假設單獨及與其他假設共同解釋的方差份額),附95%自助法區間;年度隨機性列於最後。"
+                        "據超支概率採取行動前,應先核實排在前面的假設。",
+        "measure_overrun": "是否超支", "measure_shortfall": "缺口", "measure_claims": "申報額",
         "answer": "各領域的結論",
         "luck": "年度隨機性",
         "expected_shortfall": "預期缺口(萬元)",
@@ -275,7 +284,9 @@ def verify_first_table(run: Run, lang: str) -> pd.DataFrame:
     if "sobol_indices" not in source or not len(head):
         return pd.DataFrame()
     risk = head.sort_values(["p_overrun", "expected_shortfall"], ascending=False).iloc[0]
-    measure = "overrun" if 0 < risk["p_overrun"] < 1 else "claims"
+    measure = measure_of(source["sobol_indices"], risk["domain"])
+    if measure is None:
+        return pd.DataFrame()
     table = ranking(source["sobol_indices"], risk["domain"], measure)
     labels = group_labels(run, lang)
     return table.assign(label=[labels.get(g, g) for g in table["group"]])
@@ -504,12 +515,12 @@ def write_report(run: Run | str | Path, lang: str = "zh", out: str | Path | None
 
 
 VERDICT_WORDS = {
-    "en": {"overrun likely": "the overrun holds under nine in ten plausible sets of assumptions",
+    "en": {"overrun likely": "an overrun is more likely than not under nine in ten plausible sets of assumptions",
            "depends on the assumptions": "whether it overruns depends on the assumptions",
-           "no overrun": "it stays within budget under nine in ten plausible sets of assumptions"},
-    "zh": {"overrun likely": "在九成合理假設組合下均會超支",
+           "overrun unlikely": "an overrun is less likely than not under nine in ten plausible sets of assumptions"},
+    "zh": {"overrun likely": "在九成合理假設組合下超支的可能性均大於一半",
            "depends on the assumptions": "是否超支取決於假設",
-           "no overrun": "在九成合理假設組合下均不超支"},
+           "overrun unlikely": "在九成合理假設組合下超支的可能性均小於一半"},
 }
 
 
@@ -519,7 +530,7 @@ def headline_sentences(table: pd.DataFrame, policy: Policy, labels: dict[str, st
     out = []
     for r in table.itertuples():
         name = domain_name(policy, r.domain, lang)
-        verdict = VERDICT_WORDS[lang][r.verdict]
+        verdict = VERDICT_WORDS[lang].get(r.verdict, r.verdict)  # a run of an older version: its own words
         driver = labels.get(r.driver, r.driver) if r.driver else ""
         spread = not pd.isna(r.p_overrun_p10)
         if lang == "en":
@@ -590,9 +601,20 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
         (t["simulated"], "mean", "{:,.6g}".format), (t["role"], "role", lambda x: t[f"role_{x}"]),
         (t["evidence"], "evidence", lambda x: t.get(f"evidence_{x}", x)), (t["source"], "source", str),
     ]) if len(tables["calibration"]) else ""
-    images = "\n".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
-        f'data-file="{name}.png"></figure>' for name, data in pngs.items())
+    images = {name: f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+                    f'data-file="{name}.png"></figure>' for name, data in pngs.items()}
+    verify = tables.get("verify_first", pd.DataFrame())
+    verify_html = ""
+    if len(verify):
+        interval = "[{:.2f}, {:.2f}]".format
+        shown = pd.concat([verify.head(8), verify.tail(1)]).assign(
+            interval=lambda v: [interval(a, b) for a, b in zip(v["total_low"], v["total_high"])])
+        what = shown["domain"].iloc[0]
+        intro = t["verify_intro"].format(domain=domain_name(policy, what, lang),
+                                         measure=t[f"measure_{shown['measure'].iloc[0]}"])
+        verify_html = (f"<h2>{t['verify_first']}</h2><p>{html.escape(intro)}</p>" + images.pop("verify_first", "")
+                       + _rows_html(shown, [(t["group"], "label", str), (t["total_index"], "total", "{:.2f}".format),
+                                            ("95%", "interval", str), (t["first_index"], "first", "{:.2f}".format)]))
     replications = m.get("replications")
     title = f"{report_title(policy, lang)}{t['colon']}{t['title']}"
     return f"""<!DOCTYPE html>
@@ -607,7 +629,8 @@ seed {m.get('seed')} · {m.get('population'):,} · {html.escape(t['generated'])}
 <code>{html.escape(str(run.path))}</code></p>
 <h2>{t['answer']}</h2><ul>{sentences}</ul>{headline_html}
 <h2>{t['summary']}</h2><table>{head}{''.join(rows)}</table>
-{images}
+{"".join(images.values())}
+{verify_html}
 <h2>{t['assumptions']}</h2>{assumed}
 <h2>{t['calibration']}</h2><p>{t['calibration_note']}</p>{calibration}
 </body></html>

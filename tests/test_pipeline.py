@@ -73,11 +73,10 @@ SMALL = pipeline.Settings(replications=4, seed=5, n=20_000, stages=("claims", "p
 
 def test_same_seed_byte_identical_tables_in_process_and_on_two_dask_workers(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
-    from sim.executors import Dask
+    from sim.executors import Dask, local_cluster
 
     pipeline.run(settings=SMALL, out=tmp_path / "serial", progress=False)
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         executor = Dask(client)
         run = pipeline.run(settings=SMALL, out=tmp_path / "dask", executor=executor, progress=False)
     assert run.manifest["executor"] == "dask" and run.manifest["workers"] == 2

@@ -223,7 +223,7 @@ def test_the_headline_probability_given_each_draw_is_the_normal_tail():
     sure, _ = _synthetic([130, 140, 150], 100.0, 0.05, per_draw=50)
     assert headline.table(sure, _[:len(sure)], ["d"], per_draw=50).iloc[0]["verdict"] == "overrun likely"
     safe, b = _synthetic([60, 70, 80], 100.0, 0.05, per_draw=50)
-    assert headline.table(safe, b, ["d"], per_draw=50).iloc[0]["verdict"] == "no overrun"
+    assert headline.table(safe, b, ["d"], per_draw=50).iloc[0]["verdict"] == "overrun unlikely"
 
 
 def test_a_97_percent_overrun_that_is_noise_around_an_assumed_budget_is_not_called_likely():
