@@ -67,11 +67,11 @@ class Dask:
                 self.cluster.close()
 
 
-# Environment of each local worker process, set before it starts: one thread for BLAS/OpenMP and numba (each
-# worker is one core's worth of work), and no MALLOC_TRIM_THRESHOLD_ (Dask sets 64 KiB by default, which
-# turns off glibc's adaptive mmap threshold: every array of the population is then mapped and faulted in
-# afresh, and the same work runs about twice as slowly as in-process).
-WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1, "NUMBA_NUM_THREADS": 1}
+# Environment of each local worker process, set before it starts (Dask sets it in this process too): one
+# thread for BLAS/OpenMP (each worker is one core's worth of work), and no MALLOC_TRIM_THRESHOLD_ (Dask sets
+# 64 KiB by default, which turns off glibc's adaptive mmap threshold: every array of the population is then
+# mapped and faulted in afresh, and the same work runs about twice as slowly as in-process).
+WORKER_ENVIRON = {"OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1, "OPENBLAS_NUM_THREADS": 1}
 
 
 def local_cluster(workers: int):
