@@ -38,9 +38,7 @@ class Group:
     label_zh: str
     label_en: str
     what: str
-
-    def label(self, lang: str) -> str:
-        return self.label_en if lang == "en" else self.label_zh
+    what_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,8 @@ def load_groups(model: str | Path | None = None) -> dict[str, Group]:
     groups = {}
     raw = top.data.get("groups", {})
     for key, value in (raw.items() if isinstance(raw, dict) else []):
-        t = Table(value, f"group {key}", problems, allowed={"label_zh", "label_en", "what"})
-        groups[key] = Group(key, t.str("label_zh"), t.str("label_en"), t.str("what"))
+        t = Table(value, f"group {key}", problems, allowed={"label_zh", "label_en", "what", "what_zh"})
+        groups[key] = Group(key, t.str("label_zh"), t.str("label_en"), t.str("what"), t.str("what_zh"))
     if not isinstance(raw, dict) or not raw:
         problems.add("[groups]", "must be a table of group = { label_zh, label_en, what }")
     problems.raise_if_any()

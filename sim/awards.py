@@ -116,7 +116,7 @@ class Awards:
 
 
 def evaluate(policy: Policy, firms: Any, *, chunk_size: int = DEFAULT_CHUNK,
-             validate: bool = True, source: str = "<firm table>") -> Awards:
+             validate: bool = True, source: str = "<firm table>", first_row: int = 1) -> Awards:
     """Apply every rule of ``policy`` to a columnar firm table.
 
     ``firms`` is a pandas DataFrame, a mapping of column name to array, or a :class:`FirmTable`.
@@ -130,7 +130,7 @@ def evaluate(policy: Policy, firms: Any, *, chunk_size: int = DEFAULT_CHUNK,
     [15.0, 50.0]
     """
     table = firms if isinstance(firms, FirmTable) else firm_table(policy, firms, source=source,
-                                                                  validate=validate)
+                                                                  validate=validate, first_row=first_row)
     inclusive = policy.reading.threshold_inclusive
     gross = np.empty((len(policy.rules), table.n), dtype=np.float64)
     chunk_size = max(1, int(chunk_size))

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sim import executors, pipeline, population, report, results
+from sim import executors, language, pipeline, population, report, results
 from sim import policy as policy_module
+from sim import scenario as scenario_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
@@ -78,11 +79,13 @@ def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
 
 
 def cmd_awards(args: argparse.Namespace) -> int:
-    policy = policy_module.load(args.model)
+    chosen = scenario_module.load(args.scenario) if args.scenario else None
+    model = chosen.model if chosen is not None and args.model is None else args.model
+    policy = policy_module.load(model)
     if args.sample == (args.firms is not None):
-        raise FiscalsimError("fiscalsim awards: give a firm table (CSV or Parquet) or --sample, not both")
-    path = (policy_module.resolve_model(args.model) / "sample-firms.csv") if args.sample else Path(args.firms)
-    frame = read_table(path)
+        raise FiscalsimError("fiscalsim awards: give a register (.xlsx, .csv or .parquet) or --sample, not both")
+    path = (policy_module.resolve_model(model) / "sample-firms.csv") if args.sample else Path(args.firms)
+    frame = read_table(path, policy, ignore_unknown=args.ignore_unknown)
     if args.explain is not None:
         return _explain(policy, frame, args.explain, path)
     awards = evaluate(policy, frame, source=str(path))
@@ -91,8 +94,8 @@ def cmd_awards(args: argparse.Namespace) -> int:
     table["district_total"] = awards.district.sum(axis=0)
     if awards.firms.defaults_used:
         print(f"defaults used for absent columns: {', '.join(awards.firms.defaults_used)}")
-    if awards.firms.ignored_columns:
-        print(f"columns the model does not declare (ignored): {', '.join(awards.firms.ignored_columns)}")
+    if chosen is not None:
+        return _awards_change(policy, chosen, frame, path, table)
     if args.output:
         _write_atomic(table, Path(args.output))
         print(f"wrote {len(table)} rows x {len(policy.rules)} rules to {args.output}")
@@ -107,12 +110,32 @@ def cmd_awards(args: argparse.Namespace) -> int:
     return 0
 
 
+def _awards_change(policy: Policy, chosen, frame: pd.DataFrame, path: Path, before: pd.DataFrame) -> int:
+    """Each firm's awards before and under the scenario, and the rules whose awards change."""
+    changed_policy, _ = scenario_module.apply(chosen)
+    for warning in scenario_module.warnings_of(chosen, changed_policy, policy):
+        print(f"warning: {warning}")
+    after = evaluate(changed_policy, frame, source=str(path)).frame()
+    after["total"] = after.sum(axis=1)
+    rules = [c for c in after.columns if c != "total" and not np.array_equal(after[c], before[c])]
+    shown = pd.DataFrame({"baseline 萬元": before["total"], f"{chosen.name} 萬元": after["total"],
+                          "change 萬元": after["total"] - before["total"]}, index=before.index)
+    print(f"Awards per firm, baseline and scenario {chosen.name} ({len(rules)} rule(s) change: "
+          f"{', '.join(rules) or 'none'})")
+    print(shown.to_string(float_format=lambda x: f"{x:,.2f}"))
+    for rule in rules:
+        moved = (after[rule] - before[rule])[lambda d: d != 0]
+        print(f"\n{rule}: {len(moved)} firm(s) change, in all {moved.sum():+,.2f} 萬元")
+    return 0
+
+
 def _explain(policy: Policy, frame: pd.DataFrame, row: int, path: Path) -> int:
     if not 1 <= row <= len(frame):
         raise FirmTableError(f"{path}: --explain takes a data row from 1 to {len(frame)}, got {row}")
-    evaluate(policy, frame.iloc[[row - 1]], source=f"{path} row {row}")  # validates the row
-    record = frame.iloc[row - 1].to_dict()
-    name = next((str(record[c]) for c in ID_COLUMNS if c in record), f"row {row}")
+    awards = evaluate(policy, frame.iloc[[row - 1]], source=str(path), first_row=row)  # validates the row
+    record = {name: float(column[0]) for name, column in awards.firms.columns.items()}
+    raw = frame.iloc[row - 1].to_dict()
+    name = next((str(raw[c]) for c in ID_COLUMNS if c in raw), f"row {row}")
     entries = explain(policy, record)
     print(f"{path}, row {row} ({name})")
     total = district = 0.0
@@ -186,30 +209,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                            executor=executor, progress=not args.no_progress, allow_outside=args.allow_outside)
     finally:
         executor.close()
-    m = run.manifest
-    print(f"\n{m['scenario']}: {m['replications']} replications of {m['population']:,} claimants "
-          f"(seed {m['seed']}) in {sum(v for v in m['timings'].values() if isinstance(v, float)):.1f} s")
-    print(domain_summary_text(run.summary("domain")))
-    how = "drawn from their plausible ranges" if m["uncertainty"] == "ranges" else "held at their values"
-    print(f"\nOverrun with the assumptions {how} ({m['replications']} replications, {m['per_draw']} per draw)")
-    print(headline_text(run["headline"], run))
-    sentences = verdict_text(run["headline"], run)
-    if sentences:
-        print(sentences)
-    if "process_runout_summary" in run:
-        print(f"\nProcess ({m['process_replications']} replications, exhaustion rule {m['exhaustion']})")
-        print(runout_text(run["process_runout_summary"]))
+    print(answer_text(run, args.lang))
     lp = run.stage("budget")
-    if lp is not None:
-        print("\nBudget LPs: shortfall of expected claims, shadow prices, CVaR(95%)-sized budgets (萬元)")
-        print(pd.DataFrame({"domain": lp["cvar_budgets"]["domain"],
-                            "shortfall": lp["coverage_domains"]["shortfall"].map("{:,.0f}".format),
-                            "shadow price": lp["coverage_domains"]["shadow_price"].round(2),
-                            "CVaR budget": lp["cvar_budgets"]["cvar_budget"].map("{:,.0f}".format)}).to_string(
-            index=False))
-    print(f"\nresults in {run.path}")
-    if (run.path / "report" / "report.html").is_file():
-        print(f"report: {run.path / 'report' / 'report.html'}")
+    if lp is not None and args.detail:
+        print(budget_text(lp))
+    t = language.labels(args.lang)
+    print(f"\n{t['results_in']}{t['colon']}{run.path}")
+    page = run.path / "report" / f"report.{language.check(args.lang)}.html"
+    if page.is_file():
+        print(f"{t['report_at']}{t['colon']}{page}")
     return 0
 
 
@@ -226,44 +234,37 @@ def figure(value: float) -> str:
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
-def headline_text(table: pd.DataFrame, run) -> str:
-    """The decision-grade table: P(overrun), its spread across assumption draws, the verdict and the driver."""
-    labels = report.group_labels(run, "en")
-    shown = pd.DataFrame({
-        "domain": table["domain"],
-        "P(overrun)": table["p_overrun"].map("{:.0%}".format),
-        "P10-P90 given assumptions": [f"{a:.0%}-{b:.0%}" if pd.notna(a) else "—"
-                                      for a, b in zip(table["p_overrun_p10"], table["p_overrun_p90"])],
-        "luck of the year": table["aleatory_share"].map(lambda x: "—" if pd.isna(x) else f"{x:.0%}"),
-        "expected shortfall 萬元": table["expected_shortfall"].map("{:,.0f}".format),
-        "verdict": table["verdict"],
-        "driven most by": [labels.get(d, d) or "—" for d in table["driver"]],
-    })
-    return shown.to_string(index=False)
+def answer_text(run, lang: str) -> str:
+    """What the terminal ends with: the run in one line, the plain answer per domain (the report's first
+    table, the same strings), the totals, a sentence per domain at risk and what the terms mean."""
+    lang = language.check(lang)
+    t = language.labels(lang)
+    m = run.manifest
+    policy = run.policy()
+    groups = report.group_labels(run, lang)
+    answer = report.answer_table(run)
+    seconds = sum(v for v in m["timings"].values() if isinstance(v, float))
+    header = t["run_header"].format(scenario=report.scenario_title(run, lang), replications=m["replications"],
+                                    population=m["population"], seed=m["seed"], seconds=seconds)
+    lines = ["", header, *[f"warning: {w}" for w in m.get("warnings", [])], "", t["answer"],
+             report.answer_display(answer, policy, lang, groups).to_string(index=False),
+             "", t["totals"].format(gross=language.yi(answer["gross"].sum()),
+                                    district=language.yi(answer["claims"].sum()))]
+    at_risk = answer[answer["verdict"].isin(["overrun likely", "depends on the assumptions"])
+                     | (answer["verdict"].eq("") & (answer["p_overrun"] > 0.1))]
+    lines += [f"- {sentence}" for sentence in report.headline_sentences(at_risk, policy, groups, lang)]
+    lines += ["", t["definitions"]] + [f"  {d}" for d in report.definitions(lang, "process_runout_summary" in run)]
+    return "\n".join(lines)
 
 
-def runout_text(summary: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "domain": summary["domain"],
-        "P(runs out)": summary["p_runout"].map("{:.1%}".format),
-        "median run-out": summary["runout_date_p50"].fillna("—"),
-        "deferred mean 萬元": summary["deferred_mean"].map("{:,.0f}".format),
-        "unpaid at year end 萬元": summary["unpaid_mean"].map("{:,.0f}".format),
-        "cut mean 萬元": summary["cut_mean"].map("{:,.0f}".format),
-    })
-    return shown.to_string(index=False)
-
-
-def domain_summary_text(summary: pd.DataFrame) -> str:
-    shown = pd.DataFrame({
-        "domain": summary["domain"],
-        "claims mean 萬元": summary["mean"].map("{:,.0f}".format),
-        "P95": summary["p95"].map("{:,.0f}".format),
-        "district mean": summary["district_mean"].map("{:,.0f}".format),
-        "claims budget": summary["claims_budget"].map("{:,.0f}".format),
-        "P(overrun)": summary["p_overrun"].map("{:.1%}".format),
-    })
-    return shown.to_string(index=False)
+def budget_text(lp) -> str:
+    """The budget LPs in brief (萬元): the shortfall of expected claims and the CVaR-sized budget per domain."""
+    return "\n".join(["", "Budget LPs: shortfall of expected claims, shadow prices, CVaR(95%)-sized budgets (萬元)",
+                      pd.DataFrame({"domain": lp["cvar_budgets"]["domain"],
+                                    "shortfall": lp["coverage_domains"]["shortfall"].map("{:,.0f}".format),
+                                    "shadow price": lp["coverage_domains"]["shadow_price"].round(2),
+                                    "CVaR budget": lp["cvar_budgets"]["cvar_budget"].map("{:,.0f}".format)}
+                                   ).to_string(index=False)])
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
@@ -320,13 +321,6 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def verdict_text(table: pd.DataFrame, run) -> str:
-    """The plain sentence of each domain the assumptions leave at risk (the report's words, in English)."""
-    at_risk = table[table["verdict"] != "overrun unlikely"]
-    sentences = report.headline_sentences(at_risk, run.policy(), report.group_labels(run, "en"), "en")
-    return "\n".join(f"- {s}" for s in sentences)
-
-
 def sensitivity_text(indices: pd.DataFrame, table: pd.DataFrame, run) -> str:
     """Per domain at risk: the five assumption groups with the largest total Sobol index of its overrun (else
     shortfall, else claims, whichever varied), with 95% intervals, and the luck of the year."""
@@ -348,47 +342,74 @@ def sensitivity_text(indices: pd.DataFrame, table: pd.DataFrame, run) -> str:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    page = report.write_report(args.run_dir, lang=args.lang, out=args.out)
-    print(f"report: {page}")
+    run = results.load(args.run_dir)
+    page = report.write_report(run, lang=args.lang, out=args.out, progress=not args.no_progress)
+    t = language.labels(args.lang)
+    print(f"{t['report_at']}{t['colon']}{page}")
     return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    tables = report.compare(*args.runs)
-    domains = tables["domains"]
-    shown = domains.assign(mean=domains["mean"].map("{:,.0f}".format), p95=domains["p95"].map("{:,.0f}".format),
-                           claims_budget=domains["claims_budget"].map("{:,.0f}".format),
-                           p_overrun=domains["p_overrun"].map("{:.0%}".format),
-                           mean_shortfall=domains["mean_shortfall"].map("{:,.0f}".format)).drop(columns=["run"])
-    for column in ("p_overrun_p10", "p_overrun_p90"):
-        if column in shown:
-            shown[column] = shown[column].map(lambda x: "—" if pd.isna(x) else f"{x:.0%}")
-    print("Per domain (district-paid claims, 萬元)")
-    print(shown.to_string(index=False))
-    articles = tables["articles"].pivot_table(index="article", columns="scenario", values="mean", sort=False)
-    print("\nMean claims per article (萬元)")
-    print(articles.round(0).to_string())
+    from sim import compare
+
+    lang = language.check(args.lang)
+    t = language.labels(lang)
+    tables = compare.compare(*args.runs)
+    policy = results.load(args.runs[0]).policy()
+    print(t["compare_title"])
+    print(compare.domains_display(tables, policy, lang).to_string(index=False))
+    changed = compare.articles_display(tables, policy, lang)
+    if len(changed):
+        print()
+        print(changed.to_string(index=False))
+    print(f"\n{t['compare_note']}")
     if args.out:
-        out = results.write_run(args.out, tables, {"kind": "fiscalsim compare", "runs": args.runs}, force=True)
-        print(f"\ntables in {out}")
+        page = compare.write_comparison(args.runs, args.out, lang=lang, force=args.force)
+        print(f"{t['report_at']}{t['colon']}{page}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sim import export
+
+    written = export.export(args.run_dir, args.output, lang=args.lang)
+    t = language.labels(args.lang)
+    print(f"{t['exported']}{t['colon']}{written}")
     return 0
 
 
 def _add_executor(p: argparse.ArgumentParser) -> None:
     """Where the work runs (in-process, a local Dask cluster, a scheduler) and whether a bar shows it."""
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers")
+    where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers (0: none)")
     where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_lang(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--lang", type=language.check, default=language.DEFAULT, metavar="|".join(language.LANGS),
+                   help=f"language of {what}: Simplified Chinese, Traditional Chinese or English (zh = zh-Hans)")
+
+
+class _Help(argparse.HelpFormatter):
+    """Help that shows each option's default (where it has one worth saying)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and action.option_strings
+        if shown and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
+
+
 def _add_run(sub) -> None:
-    p = sub.add_parser("run", help="Monte Carlo claims for a scenario (default: the baseline)")
-    p.add_argument("scenario", nargs="?", help="scenario file or bundled scenario name (default: baseline)")
+    p = sub.add_parser("run", help="the main job: claims, process, budget LPs, sensitivity and report for a scenario",
+                       formatter_class=_Help)
+    p.add_argument("scenario", nargs="?", help="scenario file or bundled scenario name (none: the baseline)")
     p.add_argument("--model", default=None, help="model for the baseline when no scenario is given")
-    p.add_argument("--replications", "-r", type=int, default=100)
-    p.add_argument("--seed", "-s", type=int, default=2024)
-    p.add_argument("--out", "-o", default="runs/latest", help="run folder to write (default runs/latest)")
+    p.add_argument("--replications", "-r", type=int, default=100, help="simulated years")
+    p.add_argument("--seed", "-s", type=int, default=2024, help="random seed: the same seed gives the same numbers")
+    p.add_argument("--out", "-o", default="runs/latest", help="run folder to write")
     p.add_argument("--force", action="store_true", help="replace an existing run folder")
     p.add_argument("--allow-outside", action="store_true",
                    help="let a scenario name a model folder outside the bundled models folder")
@@ -398,40 +419,58 @@ def _add_run(sub) -> None:
     _add_executor(p)
     p.add_argument("--no-process", action="store_true", help="skip the SimPy process stage (faster)")
     p.add_argument("--process-replications", type=int, default=None,
-                   help="replications run through the process stage (default: all)")
+                   help="replications run through the process stage (None: all)")
     p.add_argument("--no-budget", action="store_true", help="skip the budget LPs")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report")
-    p.add_argument("--lang", choices=report.LANGS, default="zh", help="report language (default zh)")
+    _add_lang(p, "the report and the terminal")
     p.add_argument("--uncertainty", choices=pipeline.UNCERTAINTY, default="ranges",
-                   help="ranges: draw every assumption from its plausible range; none: hold each at its value "
-                        "(default ranges)")
+                   help="ranges: draw every assumption from its plausible range; none: hold each at its value")
     p.add_argument("--per-draw", type=int, default=5,
-                   help="replications (different firms) under each assumption draw (default 5)")
+                   help="replications (different firms) under each draw of the assumptions")
     p.add_argument("--no-sensitivity", action="store_true", help="skip the Sobol sensitivity stage")
     p.add_argument("--sensitivity-samples", type=int, default=8,
-                   help="base samples N of the Sobol design, N x (groups + 3) evaluations (default 8; "
-                        "`fiscalsim sensitivity RUN_DIR` for more)")
+                   help="base samples N of the Sobol design, N x (groups + 3) evaluations "
+                        "(fiscalsim sensitivity RUN_DIR for more)")
+    p.add_argument("--detail", action="store_true", help="also print the budget LPs' shortfalls and CVaR budgets")
     p.set_defaults(func=cmd_run)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fiscalsim", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+def _version() -> str:
+    from importlib import metadata
 
-    p = sub.add_parser("policy", help="print the article catalogue of a policy model")
-    p.add_argument("--model", default=None, help="bundled model name or model folder (default: the default model)")
+    try:
+        return metadata.version("fiscalsim")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fiscalsim", formatter_class=_Help,
+        description="fiscalsim: what enterprises will claim under a policy's award rules, whether each domain's "
+                    "budget covers it and with what probability, when the cash goes out, and which changes keep "
+                    "it within budget. Money in 萬元. Run 'fiscalsim COMMAND --help' for a command's options.")
+    parser.add_argument("--version", action="version", version=f"fiscalsim {_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("policy", help="print the article catalogue of a policy model", formatter_class=_Help)
+    p.add_argument("--model", default=None, help="bundled model name or model folder (None: the default model)")
     p.add_argument("--inputs", action="store_true", help="list the claimant attributes with units")
     p.set_defaults(func=cmd_policy)
 
-    p = sub.add_parser("awards", help="per-firm, per-rule awards for a table of firm facts")
-    p.add_argument("firms", nargs="?", help="CSV or Parquet of firm facts, one column per attribute")
+    p = sub.add_parser("awards", help="per-firm, per-rule awards for a register of firms", formatter_class=_Help)
+    p.add_argument("firms", nargs="?", help="a register: .xlsx, .csv (UTF-8 or GBK) or .parquet, one column per "
+                                            "attribute (English names or the model's Chinese headers)")
     p.add_argument("--sample", action="store_true", help="use the model's bundled sample-firms.csv")
     p.add_argument("-o", "--output", help="write the awards as CSV here (nothing is written on error)")
-    p.add_argument("--explain", type=int, metavar="ROW", help="explain the awards of one data row (1-based)")
+    p.add_argument("--explain", type=int, metavar="ROW", help="explain the awards of one data row (1 = the first)")
+    p.add_argument("--scenario", default=None, help="also the awards under this scenario, and the change")
+    p.add_argument("--ignore-unknown", action="store_true", help="ignore columns the model does not declare")
     p.add_argument("--model", default=None, help="bundled model name or model folder")
     p.set_defaults(func=cmd_awards)
 
-    p = sub.add_parser("calibrate", help="compare the synthetic population with its calibration targets")
+    p = sub.add_parser("calibrate", help="compare the synthetic population with its calibration targets",
+                       formatter_class=_Help)
     p.add_argument("--model", default=None, help="bundled model name or model folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--replications", type=int, default=5)
@@ -439,32 +478,45 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run(sub)
 
-    p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run")
+    p = sub.add_parser("budget", help="coverage, shortfalls, shadow prices and CVaR budgets for a finished run",
+                       formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by fiscalsim run")
-    p.add_argument("--level", type=float, default=0.95, help="CVaR level (default 0.95)")
+    p.add_argument("--level", type=float, default=0.95, help="CVaR level")
     p.add_argument("--tolerance", type=float, default=None,
-                   help="CVaR of total shortfall allowed, 萬元 (default: 1%% of mean total claims)")
+                   help="CVaR of total shortfall allowed, 萬元 (None: 1%% of mean total claims)")
     p.add_argument("--solver", choices=pipeline.SOLVERS, default="cbc")
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
 
-    p = sub.add_parser("sensitivity", help="Sobol indices of a finished run's assumption groups, with more samples")
+    p = sub.add_parser("sensitivity", help="Sobol indices of a finished run's assumption groups, with more samples",
+                       formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by fiscalsim run (with --uncertainty ranges)")
     p.add_argument("--samples", "-N", type=int, default=64,
-                   help="base samples N of the Saltelli design: N x (groups + 3) evaluations (default 64)")
+                   help="base samples N of the Saltelli design: N x (groups + 3) evaluations")
     _add_executor(p)
     p.set_defaults(func=cmd_sensitivity)
 
-    p = sub.add_parser("report", help="write the HTML report (and PNG figures) for a finished run")
-    p.add_argument("run_dir")
-    p.add_argument("--lang", choices=report.LANGS, default="zh")
-    p.add_argument("--out", default=None, help="report folder (default RUN_DIR/report)")
+    p = sub.add_parser("report", help="draw the HTML report (and PNG figures) of a finished run", formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run")
+    _add_lang(p, "the report (each language is its own file)")
+    p.add_argument("--out", default=None, help="report folder (None: RUN_DIR/report)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("compare", help="scenarios side by side per domain and article")
-    p.add_argument("runs", nargs="+", help="run folders")
-    p.add_argument("--out", default=None, help="also write the comparison tables here")
+    p = sub.add_parser("compare", help="scenarios side by side per domain and article, with differences",
+                       formatter_class=_Help)
+    p.add_argument("runs", nargs="+", help="run folders; differences are from the first")
+    _add_lang(p, "the comparison")
+    p.add_argument("--out", default=None, help="also write the comparison tables and an HTML page here")
+    p.add_argument("--force", action="store_true", help="replace an existing comparison folder")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("export", help="a finished run's tables as one Excel workbook for a colleague",
+                       formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run")
+    p.add_argument("-o", "--output", default="results.xlsx", help="the workbook to write (.xlsx)")
+    _add_lang(p, "the sheet and column headings")
+    p.set_defaults(func=cmd_export)
     return parser
 
 

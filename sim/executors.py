@@ -60,11 +60,29 @@ class Dask:
         return out
 
     def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.client.close()
-        if self.cluster is not None:
+        """Shut the client (and a cluster this executor started) down quietly: the workers' heartbeat and
+        connection messages while they stop are not the user's business."""
+        with _quiet("distributed", "tornado", "asyncio"):
             with contextlib.suppress(Exception):
-                self.cluster.close()
+                self.client.close()
+            if self.cluster is not None:
+                with contextlib.suppress(Exception):
+                    self.cluster.close()
+
+
+@contextlib.contextmanager
+def _quiet(*loggers: str):
+    """Raise the named loggers to CRITICAL for the duration, then put their levels back."""
+    import logging
+
+    saved = {name: logging.getLogger(name).level for name in loggers}
+    try:
+        for name in loggers:
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+        yield
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
 
 
 # Environment of each local worker process, set before it starts (Dask sets it in this process too): one

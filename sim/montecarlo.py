@@ -28,6 +28,7 @@ from sim import population as pop
 from sim.executors import Serial
 from sim.firms import FirmTable
 from sim.policy import Policy
+from sim.progress import progress_bar
 
 QUANTILES = (0.05, 0.50, 0.95, 0.99)
 CLAIMANTS_PER_TASK = 1 << 20  # blocks of one replication are grouped into tasks of about a million claimants
@@ -332,21 +333,3 @@ def budgets_frame(policy: Policy, budgets: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"replication": np.repeat(np.arange(len(budgets)), len(keys)),
                          "domain": pd.Categorical(keys * len(budgets), categories=keys),
                          "claims_budget": budgets.ravel()})
-
-
-def progress_bar(progress, total: int, label: str) -> Callable:
-    """A progress callback: a tqdm bar named after the stage, none, or the caller's own callable."""
-    if callable(progress):
-        return lambda step: progress(step) if step is not None else None
-    if not progress:
-        return lambda step: None
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=total, unit="task", desc=label, dynamic_ncols=True)
-
-    def update(step):
-        if step is None:
-            bar.close()
-        else:
-            bar.update(step)
-    return update

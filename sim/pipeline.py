@@ -34,11 +34,13 @@ import numpy as np
 import pandas as pd
 
 from sim import assumptions as assumptions_module
-from sim import budget, headline, montecarlo, population, results, sensitivity
+from sim import budget, headline, language, montecarlo, population, results, sensitivity
+from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
 from sim.errors import FiscalsimError
 from sim.executors import Serial
+from sim.progress import progress_bar
 
 STAGES = ("claims", "process", "budget", "sensitivity", "report")
 UNCERTAINTY = ("ranges", "none")
@@ -62,7 +64,7 @@ class Settings:
     level: float = 0.95  # CVaR level of the budget LPs
     tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
     solver: str = "cbc"
-    lang: str = "zh"
+    lang: str = language.DEFAULT
 
     def check(self) -> None:
         """One clear message for a setting that cannot work."""
@@ -92,6 +94,8 @@ class Settings:
             problems.append(f"solver must be one of {', '.join(budget.SOLVERS)}, got {self.solver!r}")
         if "report" in self.stages and not {"process", "budget"} <= set(self.stages):
             problems.append("the report needs the process and budget stages")
+        if language.ALIASES.get(self.lang, self.lang) not in language.LANGS:
+            problems.append(f"lang must be one of {', '.join(language.LANGS)}, got {self.lang!r}")
         if problems:
             raise FiscalsimError("; ".join(problems))
 
@@ -120,6 +124,7 @@ class Context:
     stage_tables: dict[str, dict[str, pd.DataFrame]] = field(default_factory=dict)  # sub-folder -> tables
     timings: dict[str, Any] = field(default_factory=dict)
     population: int = 0
+    warnings: list[str] = field(default_factory=list)  # what the scenario does that its author may not mean
 
     @contextlib.contextmanager
     def timed(self, stage: str):
@@ -143,6 +148,8 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
     policy, spec = scenario_module.apply(chosen)
     process_model = scenario_module.apply_process(chosen, policy)
     ctx = Context(chosen, policy, spec, process_model, settings, executor or Serial(), progress)
+    if not chosen.is_baseline:
+        ctx.warnings = scenario_module.warnings_of(chosen, policy, policy_module.load(chosen.model))
     groups = assumptions_module.load_groups(chosen.model)
     if groups or policy.uncertain() or spec.uncertain or process_model.uncertain:
         ctx.assumptions = assumptions_module.collect(policy, spec, process_model, groups,
@@ -214,7 +221,7 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     rule_map = pd.Index(list(model.rules)).get_indexer(list(ctx.policy.rule_ids))
     with ctx.timed("process"):
         items = list(enumerate(result.claims))
-        bar = montecarlo.progress_bar(ctx.progress, len(items), "2 process (SimPy)")
+        bar = progress_bar(ctx.progress, len(items), "2 process (SimPy)")
         summaries = ctx.executor.map(process_task, (model, ctx.settings.seed, rule_map, ctx.drawn), items,
                                      progress=bar)
         bar(None)
@@ -226,9 +233,12 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
 
 def budget_stage(ctx: Context) -> None:
     s = ctx.settings
+    bar = progress_bar(ctx.progress, 1, "3 budget (LPs)")  # a fraction of a second: one step, named
     with ctx.timed("budget"):
         tables, lp_timings = budget.analyse(ctx.policy, ctx.tables["rules"], level=s.level, tolerance=s.tolerance,
                                             solver=s.solver)
+    bar(1)
+    bar(None)
     ctx.stage_tables["budget"] = tables
     ctx.timings["budget_lps"] = lp_timings
 
@@ -287,7 +297,7 @@ def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progre
     spec = population.spec_from_dict(json.loads(run.text("population.json")), policy, f"{run.path}/population.json")
     process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
                                                      f"{run.path}/process.json")
-    groups = {key: assumptions_module.Group(key, g["label_zh"], g["label_en"], g["what"])
+    groups = {key: assumptions_module.Group(key, g["label_zh"], g["label_en"], g["what"], g.get("what_zh", ""))
               for key, g in json.loads(run.text("assumptions.json"))["groups"].items()}
     found = assumptions_module.collect(policy, spec, process_model, groups, f"{run.path}/assumptions.json",
                                       all_used=False)
@@ -310,13 +320,15 @@ def manifest(ctx: Context) -> dict[str, Any]:
     s, chosen = ctx.settings, ctx.scenario
     out = {
         "kind": "fiscalsim run", "scenario": chosen.name, "scenario_file": chosen.path,
-        "scenario_description": chosen.description, "scenario_hash": chosen.content_hash, "model": chosen.model,
+        "scenario_description": chosen.description, "scenario_title_zh": chosen.title_zh,
+        "scenario_title_en": chosen.title_en, "scenario_hash": chosen.content_hash, "model": chosen.model,
         "policy_hash": ctx.policy.content_hash, "population_hash": ctx.spec.content_hash, "seed": s.seed,
         "replications": s.replications, "population": ctx.population, "n": s.n, "scale": s.scale,
         "stages": [stage for stage in STAGES if stage in s.stages], "executor": ctx.executor.name,
         "uncertainty": s.uncertainty if ctx.drawn is not None else "none", "per_draw": s.per_draw,
         "assumption_groups": [] if ctx.assumptions is None else list(ctx.assumptions.keys),
         "workers": ctx.executor.workers, "money_unit": "萬元", "settings": asdict(s), "timings": ctx.timings,
+        "warnings": ctx.warnings,
     }
     if "process" in s.stages:
         out.update(process_replications=s.process_count, exhaustion=ctx.process_model.exhaustion)
@@ -329,7 +341,7 @@ def _files(ctx: Context) -> dict[str, str]:
 
     files = {"policy.json": ctx.policy.raw, "population.json": ctx.spec.raw,
              "process.json": ctx.process_model.raw}
-    groups = {"groups": {g.key: {"label_zh": g.label_zh, "label_en": g.label_en, "what": g.what}
+    groups = {"groups": {g.key: {"label_zh": g.label_zh, "label_en": g.label_en, "what": g.what, "what_zh": g.what_zh}
                          for g in (ctx.assumptions.groups if ctx.assumptions is not None else ())}}
     files["assumptions.json"] = json.dumps(groups, ensure_ascii=False, indent=1)
     return files

@@ -131,6 +131,13 @@ class Attribute:
     description: str
     default: float | None = None
     min: float = 0.0
+    label_zh: str = ""  # the column heading a Chinese register uses
+    aliases: tuple[str, ...] = ()  # other headings a register may use for it
+
+    @property
+    def headings(self) -> tuple[str, ...]:
+        """Every heading a register may give this attribute: its name, Chinese label and aliases."""
+        return (self.name, *([self.label_zh] if self.label_zh else []), *self.aliases)
 
 
 @dataclass(frozen=True)
@@ -532,7 +539,7 @@ def _attributes(raw: Any, claimants: Mapping[str, str], problems: Problems) -> d
     for name, value in raw.items():
         where = f"attribute {name}"
         t = Table(value, where, problems, allowed={
-            "claimant", "type", "unit", "description", "default", "min"})
+            "claimant", "type", "unit", "description", "default", "min", "label_zh", "aliases"})
         claimant = t.str("claimant")
         if claimant and claimant not in claimants:
             problems.add(where, f"unknown claimant {claimant!r} (known: {', '.join(claimants)})")
@@ -554,8 +561,33 @@ def _attributes(raw: Any, claimants: Mapping[str, str], problems: Problems) -> d
         elif unit and kind == "int" and "元" in unit:
             problems.add(where, f"unit {unit!r}: a count or grade (int) cannot be money; money attributes are "
                          "type float in 萬元")
-        out[name] = Attribute(name, claimant, kind, unit, t.str("description"), default, minimum)
+        aliases = value.get("aliases", []) if isinstance(value, dict) else []
+        if not (isinstance(aliases, list) and all(isinstance(a, str) and a.strip() for a in aliases)):
+            problems.add(where, "aliases must be a list of column headings (text)")
+            aliases = []
+        out[name] = Attribute(name, claimant, kind, unit, t.str("description"), default, minimum,
+                              t.str("label_zh", required=False), tuple(aliases))
+    taken: dict[str, str] = {}
+    for attribute in out.values():  # a heading names one attribute only
+        for heading in attribute.headings:
+            other = taken.setdefault(heading_key(heading), attribute.name)
+            if other != attribute.name:
+                problems.add(f"attribute {attribute.name}", f"heading {heading!r} also names attribute {other}")
     return out
+
+
+def heading_key(heading: str) -> str:
+    """A column heading as registers are matched: full-width forms folded (NFKC), Simplified script, no case
+    or spaces.
+
+    >>> heading_key(" 研發投入 "), heading_key("RD_Spending"), heading_key("研发投入（万元）")
+    ('研发投入', 'rd_spending', '研发投入(万元)')
+    """
+    import unicodedata
+
+    from sim.language import simplified
+
+    return simplified(unicodedata.normalize("NFKC", str(heading)).strip().lower().replace(" ", ""))
 
 
 def _check_attribute(problems: Problems, where: str, attributes: Mapping[str, Attribute], claimant: str,

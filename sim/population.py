@@ -1060,7 +1060,7 @@ def load_register(path: str | Path, policy: Policy) -> FirmTable:
     than 0/1 and fractional counts raise :class:`~sim.errors.FirmTableError` naming the columns and
     their first offending rows; nothing is returned for bad data.
     """
-    frame = read_table(path)
+    frame = read_table(path, policy)
     return firm_table(policy, frame, source=str(path), validate=True)
 
 

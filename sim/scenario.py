@@ -46,7 +46,7 @@ from sim import population as population_module
 from sim.errors import PolicyError, ScenarioError
 from sim.validation import canonical_json, read_toml
 
-_TOP = {"name", "model", "description", "policy", "population", "process"}
+_TOP = {"name", "model", "description", "title_zh", "title_en", "policy", "population", "process"}
 _POLICY_SECTIONS = {"rules", "domains"}
 _RULE_NUMBERS = {*kinds.all_numbers(), "district_share", "intensity", "priority"}
 
@@ -58,6 +58,16 @@ class Scenario:
     description: str
     overrides: str  # canonical JSON of {"policy": ..., "population": ..., "process": ...}
     path: str | None = None
+    title_zh: str = ""  # the scenario's title for a Chinese reader (written in Simplified), else its name
+    title_en: str = ""
+
+    def title(self, lang: str) -> str:
+        """The scenario's title for a reader of ``lang`` (its name where it has none)."""
+        from sim.language import chinese, own_text
+
+        if chinese(lang):
+            return own_text(self.title_zh, lang) or self.name
+        return self.title_en or self.name
 
     @property
     def content_hash(self) -> str:
@@ -75,7 +85,8 @@ class Scenario:
 
 def baseline(model: str | None = None) -> Scenario:
     """The model as it is: a scenario with no overrides."""
-    return Scenario("baseline", model or policy_module.default_model(), "The model as published.", canonical_json({}))
+    return Scenario("baseline", model or policy_module.default_model(), "The model as published.", canonical_json({}),
+                    title_zh="基准情景", title_en="Baseline")
 
 
 def scenarios_root() -> Path:
@@ -201,8 +212,9 @@ def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | Non
         raise ScenarioError(f"{origin}: unknown key {sorted(unknown)[0]!r} (allowed: {', '.join(sorted(_TOP))})")
     if not isinstance(data.get("name"), str) or not data["name"].strip():
         raise ScenarioError(f"{origin}: `name` is required (text)")
-    if not isinstance(data.get("description", ""), str):
-        raise ScenarioError(f"{origin}: description must be text")
+    for key in ("description", "title_zh", "title_en"):
+        if not isinstance(data.get(key, ""), str):
+            raise ScenarioError(f"{origin}: {key} must be text")
     for section in ("policy", "population", "process"):
         if section in data and not isinstance(data[section], dict):
             raise ScenarioError(f"{origin}: [{section}] must be a table of overrides")
@@ -213,7 +225,8 @@ def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | Non
             raise ScenarioError(f"{origin}: {section}.{sorted(extra)[0]} cannot be overridden "
                                 f"(allowed: {', '.join(sorted(allowed))})")
     return Scenario(data["name"], model_folder(data.get("model"), origin, base, allow_outside),
-                    str(data.get("description", "")), canonical_json(overrides), origin)
+                    str(data.get("description", "")), canonical_json(overrides), origin,
+                    data.get("title_zh", ""), data.get("title_en", ""))
 
 
 def _mark(value: Any, reason: str) -> Any:
@@ -353,3 +366,23 @@ def apply(scenario: Scenario) -> tuple[policy_module.Policy, population_module.P
     spec_data = _apply_population(base_spec.data(), scenario.section("population"), where)
     spec = population_module.spec_from_dict(spec_data, policy, origin=f"{where} (scenario applied to {base_spec.path})")
     return policy, spec
+
+
+def warnings_of(scenario: Scenario, policy: policy_module.Policy, base: policy_module.Policy) -> list[str]:
+    """What a scenario's overrides do that the author may not mean: a cap set below a direct award of the
+    same rule (article 13: the direct 200萬 at R&D of 1億 is then worth more than the capped subsidy it
+    replaces, so the cap no longer bounds the award)."""
+    out = []
+    for rule in policy.rules:
+        cap = rule.number("cap")
+        if cap is None or not rule.tiers or rule.tier_base is None:
+            continue
+        direct = max(t.value.value for t in rule.tiers)
+        before = base.rule(rule.id).number("cap") if rule.id in base.rule_ids else None
+        if cap.value < direct and (before is None or before.value >= direct or cap.value != before.value):
+            out.append(f"scenario {scenario.name}: rule {rule.id} (article {rule.article}): the cap {cap.value:g} "
+                       "萬元 "
+                       f"is below the rule's direct award of {direct:g} 萬元 (at {rule.tier_base} >= "
+                       f"{rule.tiers[-1].at:g}); firms there still get {direct:g} 萬元, so the cap no longer "
+                       "bounds the award; lower the direct award too if that is meant")
+    return out

@@ -28,6 +28,7 @@ from scipy.stats import qmc
 from sim import assumptions as assumptions_module
 from sim import montecarlo
 from sim.headline import ALEATORY
+from sim.progress import progress_bar
 
 SOBOL_STREAM = 0x50B0_0011
 MEASURES = ("claims", "shortfall", "overrun")
@@ -148,7 +149,7 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     replications = np.floor(rows[:, k] * REPLICATION_SPAN).astype(np.int64)
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
                                             drawn.origin), policy, spec, seed, n, scale, replications)
-    bar = montecarlo.progress_bar(progress, len(rows), "sensitivity (Sobol)")
+    bar = progress_bar(progress, len(rows), "4 sensitivity (Sobol)")
     results = executor.map(evaluate_row, job, list(range(len(rows))), progress=bar)
     bar(None)
     claims = np.array([r[0] for r in results])

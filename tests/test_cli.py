@@ -69,7 +69,7 @@ def _bad(tmp_path, edit):
 
 @pytest.mark.parametrize("edit, message", [
     (lambda f: [f.pop(c) for c in ("rd_increase", "tech_sme_scale")],
-     "missing columns rd_increase, tech_sme_scale: the model declares no default for them"),
+     "missing column rd_increase (研發投入增量): the model declares no default for it"),
     (lambda f: f.__setitem__("rd_spending", f["rd_spending"].astype(object).where(f.index != 2, "lots")),
      "column rd_spending (萬元): not a number in row 3 (values 'lots')"),
     (lambda f: f.__setitem__("export_credit_premium", f["export_credit_premium"].where(f.index != 5, -3)),
@@ -144,8 +144,9 @@ def test_run_writes_a_run_folder_and_prints_the_domain_summary(capsys, tmp_path)
     code, stdout, _ = run(capsys, "run", "--replications", "3", "--n", "8000", "--seed", "7",
                           "--out", str(out), "--no-progress")
     assert code == 0
-    assert "baseline: 3 replications of 8,000 claimants (seed 7)" in stdout
-    assert "science_technology" in stdout and "P(overrun)" in stdout and f"results in {out}" in stdout
+    assert "基准情景:3 次模拟,每次 8,000 个申报主体(随机种子 7)" in stdout
+    assert "科技创新政策" in stdout and "超支概率" in stdout and f"结果目录:{out}" in stdout
+    assert "science_technology" not in stdout  # names, not keys
     import sim.results
     loaded = sim.results.load(out)
     assert loaded.manifest["seed"] == 7 and loaded.manifest["replications"] == 3
@@ -160,7 +161,7 @@ def test_run_with_a_scenario_file_and_a_bad_one(capsys, tmp_path):
     good = tmp_path / "caps.toml"
     good.write_text('name = "caps"\n[policy.rules.a13-rd-increase-large]\ncap = 400\n', encoding="utf-8")
     code, stdout, _ = run(capsys, "run", str(good), "-r", "2", "--n", "5000", "-o", str(tmp_path / "r"), "--no-progress")
-    assert code == 0 and "caps: 2 replications" in stdout
+    assert code == 0 and "caps:2 次模拟" in stdout
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "bad"\n[policy.rules.a13-rd-increase-largest]\ncap = 400\n', encoding="utf-8")
     code, _, err = run(capsys, "run", str(bad), "-r", "2", "-o", str(tmp_path / "r2"))

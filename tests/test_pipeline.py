@@ -33,10 +33,10 @@ def test_template_model_runs_through_every_command(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["run", "--model", model, "-r", "20", "-o", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "innovation" in printed and "report:" in printed
+    assert "科技创新" in printed and "报告:" in printed and "innovation" not in printed  # names, not keys
     run = results.load(out)
     assert run.manifest["stages"] == list(pipeline.STAGES) and run.manifest["model"] == model
-    assert (out / "report" / "report.html").is_file() and run.stage("budget") is not None
+    assert (out / "report" / "report.zh-Hans.html").is_file() and run.stage("budget") is not None
     assert run.manifest["process_replications"] == 20
     groups = set(assumptions.load_groups(model)) | {sensitivity.ALEATORY}
     assert set(run["sobol_indices"]["group"]) == groups and len(groups) > 10
@@ -46,8 +46,10 @@ def test_template_model_runs_through_every_command(tmp_path, capsys):
     assert set(finer["sobol_indices"]["group"]) == groups and finer["sobol_evaluations"]["row"].nunique() == 4 * (len(groups) + 2)
     assert main(["budget", str(out), "--solver", "scipy"]) == 0
     assert main(["report", str(out), "--lang", "en", "--out", str(tmp_path / "en")]) == 0
-    assert "Template district 2024 policy" in (tmp_path / "en" / "report.html").read_text(encoding="utf-8")
-    assert main(["compare", str(out), str(out)]) == 0
+    assert "Template district 2024 policy" in (tmp_path / "en" / "report.en.html").read_text(encoding="utf-8")
+    assert (tmp_path / "en" / "claims.en.png").is_file() and not (tmp_path / "en" / "report.zh-Hans.html").exists()
+    assert main(["compare", str(out), str(out), "--out", str(tmp_path / "cmp")]) == 0
+    assert "Sobol" not in capsys.readouterr().out and (tmp_path / "cmp" / "compare.zh-Hans.html").is_file()
 
 
 def test_template_model_through_the_python_api(tmp_path):

@@ -277,7 +277,7 @@ def test_a_group_no_number_uses_and_a_number_of_an_undeclared_group_are_refused(
     path = folder / "assumptions.toml"
     text = path.read_text(encoding="utf-8")
     path.write_text(text.replace("[groups.recognitions]", "[groups.recognition]", 1)
-                    + '\n[groups.spare]\nlabel_zh = "備用"\nlabel_en = "Spare"\nwhat = "nothing"\n', encoding="utf-8")
+                    + '\n[groups.spare]\nlabel_zh = "備用"\nlabel_en = "Spare"\nwhat = "nothing"\nwhat_zh = "無"\n', encoding="utf-8")
     with pytest.raises(SpecError) as info:
         pipeline.prepare(model=str(folder), progress=False)
     message = str(info.value)

@@ -1,0 +1,221 @@
+"""Scenarios side by side: the plain answer of each run, the difference from the first, per domain and per
+article, largest differences first; and an HTML comparison page with figures.
+
+Reads run folders only.  The figures of each scenario are those of its own answer table
+(:func:`sim.report.answer_table`), so a number is the same here as in that run's report and terminal.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from sim import language
+from sim import report as report_module
+from sim.errors import FiscalsimError
+from sim.language import share, yi
+from sim.results import load, write_run
+
+DIFFERENCES = ("claims", "gap", "p_overrun", "deferred")
+
+
+def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
+    """``domains``: the answer table of every run (scenario, run, domain, claims, budget, gap, P(overrun) ...)
+    with ``d_<column>``, the difference from the first run, for claims, gap, P(overrun) and deferred;
+    ``articles``: district-paid claims per article and run with its difference, largest first;
+    ``scenarios``: each run's scenario name and its title in every language (``title_<lang>``)."""
+    if len(run_dirs) < 1:
+        raise FiscalsimError("compare needs at least one run folder")
+    runs = [load(path) for path in run_dirs]
+    names = _names(runs, run_dirs)
+    domain_rows, article_rows = [], []
+    for name, path, run in zip(names, run_dirs, runs):
+        domain_rows.append(report_module.answer_table(run).assign(scenario=name, run=str(path)))
+        summary = run.summary("article")
+        article_rows.append(pd.DataFrame({"scenario": name, "run": str(path), "article": summary["article"],
+                                          "claims": summary["district_mean"], "gross": summary["mean"]}))
+    domains = pd.concat(domain_rows, ignore_index=True)
+    first = domains[domains["scenario"] == names[0]].set_index("domain")
+    for column in DIFFERENCES:
+        domains[f"d_{column}"] = domains[column] - domains["domain"].map(first[column])
+    articles = pd.concat(article_rows, ignore_index=True)
+    base = articles[articles["scenario"] == names[0]].set_index("article")["claims"]
+    articles["d_claims"] = articles["claims"] - articles["article"].map(base).fillna(0.0)
+    policy = runs[0].policy()
+    articles.insert(3, "domain", [policy.article(a).domain for a in articles["article"]])
+    order = articles["d_claims"].abs().sort_values(ascending=False, kind="stable").index
+    scenarios = pd.DataFrame({"scenario": names, "run": [str(p) for p in run_dirs],
+                              **{f"title_{lang}": [_title(run, name, lang) for run, name in zip(runs, names)]
+                                 for lang in language.LANGS}})
+    return {"domains": domains, "articles": articles.loc[order].reset_index(drop=True), "scenarios": scenarios}
+
+
+def _title(run, name: str, lang: str) -> str:
+    """The scenario's title in ``lang``, with the same suffix as its unique name when a name repeats."""
+    title = report_module.scenario_title(run, lang)
+    return title + name[len(str(run.manifest.get("scenario", ""))):] if name != run.manifest.get("scenario") else title
+
+
+def titles(tables: dict[str, pd.DataFrame], lang: str) -> dict[str, str]:
+    """Scenario name -> its title in ``lang`` (what a reader sees in tables and legends)."""
+    s = tables["scenarios"]
+    return dict(zip(s["scenario"], s[f"title_{language.check(lang)}"]))
+
+
+def _names(runs, run_dirs) -> list[str]:
+    """Each run's scenario name, made unique (a folder compared with itself, two runs of one scenario)."""
+    names, seen = [], {}
+    for run, path in zip(runs, run_dirs):
+        name = str(run.manifest.get("scenario", path))
+        seen[name] = seen.get(name, 0) + 1
+        names.append(name if seen[name] == 1 else f"{name} ({Path(path).name})")
+    return names
+
+
+def _points(x: float) -> str:
+    """A change of a probability in percentage points, signed."""
+    if not np.isfinite(x):
+        return "—"
+    return f"{x * 100:+.0f}"
+
+
+def domains_display(tables: dict[str, pd.DataFrame], policy, lang: str) -> pd.DataFrame:
+    """The domain comparison as a reader sees it: per domain and scenario the answer's figures (the same
+    strings as in each run's answer table) and the differences from the first scenario."""
+    t = language.labels(lang)
+    d = tables["domains"]
+    points = "百分点" if language.chinese(lang) else "points"
+    return pd.DataFrame({
+        t["domain"]: [report_module.domain_name(policy, k, lang) for k in d["domain"]],
+        t["scenario"]: d["scenario"].map(titles(tables, lang)),
+        t["claims_yi"]: [yi(x) for x in d["claims"]],
+        f"{t['difference']}(亿元)" if language.chinese(lang) else f"{t['difference']} (億元)":
+            [f"{x / 1e4:+,.2f}" for x in d["d_claims"]],
+        t["budget_yi"]: [yi(x) for x in d["claims_budget"]],
+        t["gap_yi"]: [yi(x) for x in d["gap"]],
+        t["p_overrun"]: [share(x) for x in d["p_overrun"]],
+        f"{t['difference']}({points})" if language.chinese(lang) else f"{t['difference']} ({points})":
+            [_points(x) for x in d["d_p_overrun"]],
+        t["deferred_yi"]: [yi(x) for x in d["deferred"]],
+    }).iloc[_by_difference(d, policy)]
+
+
+def _by_difference(d: pd.DataFrame, policy) -> np.ndarray:
+    """Row order: domains by their largest change of claims (largest first), each domain's scenarios in the
+    order given."""
+    size = d.groupby("domain")["d_claims"].apply(lambda x: x.abs().max())
+    scenario_order = {s: i for i, s in enumerate(dict.fromkeys(d["scenario"]))}
+    domain_order = {k: i for i, k in enumerate(policy.domain_keys)}
+    return np.lexsort((d["scenario"].map(scenario_order), d["domain"].map(domain_order), -d["domain"].map(size)))
+
+
+def articles_display(tables: dict[str, pd.DataFrame], policy, lang: str, top: int = 15) -> pd.DataFrame:
+    """The articles whose claims change most between the scenarios (萬元), largest change first."""
+    t = language.labels(lang)
+    a = tables["articles"]
+    first = tables["domains"]["scenario"].iloc[0]
+    changed = a[(a["scenario"] != first) & (a["d_claims"] != 0)].head(top)
+    unit = "(万元)" if language.chinese(lang) else " (萬元)"
+    return pd.DataFrame({
+        t["article"]: [report_module.article_name(policy, n, lang) for n in changed["article"]],
+        t["scenario"]: changed["scenario"].map(titles(tables, lang)),
+        t["claims_wan"]: [language.wan(x) for x in changed["claims"]],
+        f"{t['difference']}{unit}": [f"{x:+,.0f}" for x in changed["d_claims"]],
+    })
+
+
+def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = language.DEFAULT,
+                     force: bool = False) -> Path:
+    """The comparison tables (Parquet) and ``compare.<lang>.html`` with a figure of claims per domain and
+    scenario against the budget, and of the articles that change most."""
+    import base64
+    import io
+
+    import matplotlib.pyplot as plt
+
+    lang = language.check(lang)
+    tables = compare(*run_dirs)
+    policy = load(run_dirs[0]).policy()
+    t = language.labels(lang)
+    report_module.style()
+    figures = {}
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    plot_domains(tables["domains"], policy, lang, ax, titles(tables, lang))
+    figures["domains"] = fig
+    changed = articles_display(tables, policy, lang)
+    if len(changed):
+        fig, ax = plt.subplots(figsize=(9, 0.35 * len(changed) + 1.2))
+        plot_articles(tables["articles"], tables["domains"]["scenario"].iloc[0], policy, lang, ax,
+                      titles(tables, lang))
+        figures["articles"] = fig
+    pngs = {}
+    for name, fig in figures.items():
+        buffer = io.BytesIO()
+        fig.tight_layout()
+        fig.savefig(buffer, format="png")
+        plt.close(fig)
+        pngs[name] = buffer.getvalue()
+    captions = {
+        "domains": ("每个领域各情景的预计兑现额(区级,亿元);红色竖线为可兑现预算。" if language.chinese(lang) else
+                    "District-paid expected claims per domain and scenario (億元); red ticks: the claims budget."),
+        "articles": ("与第一个情景相比预计兑现额变化最大的条款(万元),按变化大小排列。" if language.chinese(lang) else
+                     "The articles whose expected claims change most from the first scenario (萬元), largest first."),
+    }
+    images = "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+        f'data-file="compare-{name}.{lang}.png"><figcaption>{html.escape(language.own_text(captions[name], lang))}'
+        f"</figcaption></figure>" for name, data in pngs.items())
+    page = f"""<!DOCTYPE html>
+<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(t['compare_title'])}</title>
+<style>{report_module.font_face()}
+{report_module.CSS}</style></head><body>
+<h1>{html.escape(report_module.report_title(policy, lang))}{t['colon']}{html.escape(t['compare_title'])}</h1>
+<p class="note">{html.escape(t['compare_note'])}</p>
+{report_module.table_html(domains_display(tables, policy, lang))}
+{images}
+{report_module.table_html(changed)}
+</body></html>
+"""
+    files = {f"compare.{lang}.html": page, **{f"compare-{n}.{lang}.png": d for n, d in pngs.items()}}
+    written = write_run(out, tables, {"kind": "fiscalsim comparison", "runs": [str(r) for r in run_dirs],
+                                      "lang": lang}, force=force, files=files)
+    return written / f"compare.{lang}.html"
+
+
+def plot_domains(table: pd.DataFrame, policy, lang: str, ax, names: dict[str, str] | None = None) -> None:
+    """Grouped bars: claims per domain (rows) and scenario (bars), with each domain's claims budget;
+    ``names`` maps a scenario to its legend label (its title)."""
+    t = language.labels(lang)
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    keys = list(policy.domain_keys)
+    height = 0.8 / len(scenarios)
+    for j, scenario in enumerate(scenarios):
+        part = table[table["scenario"] == scenario].set_index("domain").reindex(keys)
+        y = np.arange(len(keys)) + (j - (len(scenarios) - 1) / 2) * height
+        ax.barh(y, part["claims"], height=height, label=(names or {}).get(scenario, scenario), alpha=0.9)
+        ax.scatter(part["claims_budget"], y, marker="|", s=120, color="#C44E52", zorder=3)
+    ax.set_yticks(np.arange(len(keys)), [report_module.domain_name(policy, k, lang) for k in keys])
+    ax.invert_yaxis()
+    ax.set_xlabel(t["claims_yi_axis"])
+    report_module.yi_axis(ax.xaxis)
+    ax.legend(fontsize=8, loc="lower right")
+
+
+def plot_articles(table: pd.DataFrame, first: str, policy, lang: str, ax, names: dict[str, str] | None = None,
+                  top: int = 15) -> None:
+    """The largest changes of claims per article from the ``first`` scenario (萬元), coloured by domain;
+    ``names`` maps a scenario to its label (its title)."""
+    t = language.labels(lang)
+    changed = table[(table["scenario"] != first) & (table["d_claims"] != 0)].head(top)
+    y = np.arange(len(changed))
+    ax.barh(y, changed["d_claims"], color=[report_module.domain_colour(policy, d) for d in changed["domain"]])
+    ax.axvline(0, color="black", linewidth=0.8)
+    labels = [f"{report_module.article_name(policy, a, lang)} · {(names or {}).get(s, s)}"
+              for a, s in zip(changed["article"], changed["scenario"])]
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"{t['difference']} ({t['claims_wan']})")
+    report_module.wan_axis(ax.xaxis)

@@ -1,0 +1,360 @@
+"""The reader's language: Simplified Chinese by default, Traditional Chinese and English on request.
+
+fiscalsim's own words (labels, captions, definitions) are written once in Simplified Chinese and in
+English, here.  Traditional Chinese is converted from the Simplified words by OpenCC (``s2t``); the
+model's own Chinese (domain names, article headings, bureau names, assumption labels) is converted to
+Simplified by OpenCC (``t2s``) and kept as published for Traditional.  Quotes of the policy text are
+never converted: the published text stays their source.
+
+Money is in 萬元 in every table on disk; :func:`yi` and :func:`wan` write it for a reader.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from sim.errors import FiscalsimError
+
+LANGS = ("zh-Hans", "zh-Hant", "en")
+DEFAULT = "zh-Hans"
+ALIASES = {"zh": "zh-Hans", "zh-CN": "zh-Hans", "zh-cn": "zh-Hans", "zh-TW": "zh-Hant", "zh-tw": "zh-Hant",
+           "zh-HK": "zh-Hant", "en-US": "en", "en-GB": "en"}
+
+
+def check(lang: str) -> str:
+    """The language code, with its common aliases (``zh`` is Simplified), or one clear error.
+
+    >>> check("zh"), check("en"), check("zh-Hant")
+    ('zh-Hans', 'en', 'zh-Hant')
+    """
+    lang = ALIASES.get(lang, lang)
+    if lang not in LANGS:
+        raise FiscalsimError(f"--lang must be one of {', '.join(LANGS)} (zh = zh-Hans), got {lang!r}")
+    return lang
+
+
+def chinese(lang: str) -> bool:
+    return lang.startswith("zh")
+
+
+@functools.cache
+def _converter(config: str):
+    try:
+        import opencc
+    except ImportError:  # a dependency: say how to get it rather than print the wrong script
+        raise FiscalsimError("Chinese output needs OpenCC: pip install opencc") from None
+    return opencc.OpenCC(config)
+
+
+def simplified(text: str) -> str:
+    """Any Chinese text in Simplified script (OpenCC t2s); text without Chinese is unchanged.
+
+    >>> simplified("研發投入")
+    '研发投入'
+    """
+    return _converter("t2s").convert(text) if text else text
+
+
+def model_text(text: str, lang: str) -> str:
+    """A Chinese string of the model (as published) in the reader's script: Simplified for zh-Hans.
+
+    >>> model_text("科技創新政策", "zh-Hans"), model_text("科技創新政策", "zh-Hant")
+    ('科技创新政策', '科技創新政策')
+    """
+    return _converter("t2s").convert(text) if lang == "zh-Hans" and text else text
+
+
+def own_text(text: str, lang: str) -> str:
+    """fiscalsim's own Chinese words (written in Simplified) in the reader's script.
+
+    >>> own_text("预计兑现额", "zh-Hant")
+    '預計兌現額'
+    """
+    return _converter("s2t").convert(text) if lang == "zh-Hant" and text else text
+
+
+def labels(lang: str) -> dict[str, str]:
+    """Every label of the reports and the terminal in ``lang``."""
+    return _labels(check(lang))
+
+
+@functools.cache
+def _labels(lang: str) -> dict[str, str]:
+    if lang == "en":
+        return dict(EN)
+    return {key: own_text(value, lang) for key, value in ZH.items()}
+
+
+# ----------------------------------------------------------------------------- money and shares
+def yi(wan_yuan: float, digits: int = 2) -> str:
+    """萬元 written in 億元 (1億 = 10,000萬), never in scientific notation.
+
+    >>> yi(94780.2), yi(608.2), yi(-16280), yi(float("nan"))
+    ('9.48', '0.06', '-1.63', '—')
+    """
+    if wan_yuan is None or not math.isfinite(wan_yuan):
+        return "—"
+    return f"{wan_yuan / 1e4:,.{digits}f}"
+
+
+def wan(wan_yuan: float) -> str:
+    """萬元 with thousands separators, no decimals.
+
+    >>> wan(94780.2), wan(3.2e9)
+    ('94,780', '3,200,000,000')
+    """
+    if wan_yuan is None or not math.isfinite(wan_yuan):
+        return "—"
+    return f"{wan_yuan:,.0f}"
+
+
+def share(p: float) -> str:
+    """A probability or share as a whole percentage ('<1%' and '>99%' at the edges that are not 0 or 1).
+
+    >>> share(0.667), share(0.004), share(0.0), share(1.0), share(0.996)
+    ('67%', '<1%', '0%', '100%', '>99%')
+    """
+    if p is None or not math.isfinite(p):
+        return "—"
+    if 0 < p < 0.005:
+        return "<1%"
+    if 0.995 < p < 1:
+        return ">99%"
+    return f"{p:.0%}"
+
+
+# ----------------------------------------------------------------------------- the words
+ZH = {
+    # the plain answer
+    "answer": "结论:各领域预算是否够用",
+    "domain": "领域",
+    "claims_yi": "预计兑现额(区级,亿元)",
+    "gross_yi": "企业应得奖补(含市级,亿元)",
+    "budget_yi": "可兑现预算(亿元,假设)",
+    "gap_yi": "缺口(亿元)",
+    "p_overrun": "超支概率",
+    "p_overrun_spread": "超支概率在各组假设下的范围",
+    "p_runout": "年内用尽概率",
+    "runout_month": "预计用尽月份",
+    "deferred_yi": "因预算用尽而缓付(亿元)",
+    "cut_yi": "按比例削减(亿元)",
+    "unpaid_yi": "年末尚未拨付(亿元)",
+    "verdict": "判断",
+    "driver": "影响最大的假设",
+    "definitions": "名词解释",
+    "def_claims": "预计兑现额(区级):企业依各条款可申领、由区财政承担的奖补金额(已扣除市级分担部分),"
+                  "为各次模拟的平均值。",
+    "def_gross": "企业应得奖补(含市级):企业依条款应得的全部奖补,包括市级分担部分。",
+    "def_budget": "可兑现预算:领域预算中可用于兑现本模型所列奖补条款的部分。政策文本未给出此数,"
+                  "为假设值,其合理范围见“假设”一节。",
+    "def_gap": "缺口:预计兑现额减去可兑现预算;正数表示预算不足,负数表示有结余。",
+    "def_p_overrun": "超支概率:在全部模拟年份中,兑现额超过可兑现预算的年份所占比例(各项假设在合理范围内变动)。"
+                     "括号内是在“给定一组假设”时的超支概率在各组假设之间的P10至P90:范围越宽,结论越取决于假设。",
+    "def_runout": "年内用尽概率与预计用尽月份:按月审核、拨付时,预算在年内用完的模拟年份所占比例,"
+                  "以及用完时所在月份(中位数)。",
+    "def_deferred": "缓付:已批准但因预算用尽而推迟到下一年度拨付的金额;削减:按比例兑付时少付的金额;"
+                    "年末尚未拨付:因拨付日历(而非预算)在年末仍未付出的已批准金额。均为各次模拟的平均值。",
+    "verdict_overrun likely": "多数合理假设下会超支",
+    "verdict_depends on the assumptions": "是否超支取决于假设",
+    "verdict_overrun unlikely": "多数合理假设下不会超支",
+    "verdict_long_overrun likely": "在九成合理假设组合下超支的可能性均大于一半",
+    "verdict_long_depends on the assumptions": "是否超支取决于假设",
+    "verdict_long_overrun unlikely": "在九成合理假设组合下超支的可能性均小于一半",
+    "none": "无",
+    "not_run": "未运行",
+    "run_header": "{scenario}:{replications} 次模拟,每次 {population:,} 个申报主体(随机种子 {seed}),"
+                  "用时 {seconds:.1f} 秒",
+    "totals": "企业应得奖补合计 {gross} 亿元,其中区级承担 {district} 亿元(预计兑现额)。",
+    "results_in": "结果目录",
+    "report_at": "报告",
+    "exported": "已导出",
+    # report frame
+    "title": "申报、拨付与预算",
+    "colon": ":",
+    "scenario": "情景",
+    "baseline": "基准情景",
+    "replications": "次模拟",
+    "seed": "随机种子",
+    "claimants": "申报主体",
+    "generated": "金额单位:表中为亿元,图中另有标注。全部图表读自运行结果目录",
+    "sentences": "要点",
+    "assumptions_fixed": "所有假设取其设定值,未计入其不确定性",
+    # figures
+    "fig_claims": "各领域预计兑现额与可兑现预算",
+    "cap_claims": "横条为各领域由区级承担的预计兑现额(亿元,各次模拟平均),黑线为各次模拟的P5至P95区间,"
+                  "红色竖线为可兑现预算(假设值)。竖线在横条左侧即预计不足,右侧标注超支概率。",
+    "fig_articles": "各条款的预计兑现额",
+    "cap_articles": "每一横条为一条政策条款的预计兑现额(区级,万元,各次模拟平均),按金额从大到小排列,"
+                    "颜色表示所属领域,黑线为P5至P95区间;括号内为占所属领域可兑现预算的比例。",
+    "fig_cash": "按月累计拨付与预算",
+    "cap_cash": "每个小图为一个领域:实线为按月累计拨付额的中位数,色带为P5至P95,红色虚线为可兑现预算"
+                "(中间假设值;各次模拟的预算随假设变动,故色带可高于虚线);"
+                "橙色三角标出预算用尽月份的中位数(用尽概率不低于5%时),左上角注明年末平均缓付金额。",
+    "fig_waits": "各部门从申报到拨付的天数",
+    "cap_waits": "每个部门的申报从提交到拨付所需天数:绿色为中位数,橙色为P95(最慢的5%)。",
+    "fig_queues": "出现排队的部门每日待审数",
+    "cap_queues": "只列出待审申报曾超过同时审核能力的部门;曲线为每日待审申报数(各次模拟平均)。"
+                  "其余部门申报随到随审,未出现排队。",
+    "no_queues": "没有部门出现排队:所有申报随到随审。",
+    "fig_needed": "在95%的年份中覆盖申报所需的资金",
+    "cap_needed": "灰色为可兑现预算(假设值),深色为在95%的模拟年份中足以支付全部兑现额所需的金额"
+                  "(兑现额的P95);标注为需增加的金额。",
+    "fig_verify": "最需要先核实的假设",
+    "cap_verify": "按各假设组对{domain}{measure}的总Sobol指数排序:横条为总指数(该假设单独及与其他假设共同"
+                  "解释的方差份额),黑线为95%自助法区间,黑点为一阶指数(单独解释的份额);灰色为年度随机性"
+                  "(哪些企业申报)。排在前面的假设最值得先核实。",
+    "measure_overrun": "是否超支", "measure_shortfall": "缺口", "measure_claims": "兑现额",
+    "median": "中位数", "band": "P5至P95", "budget": "可兑现预算", "mean": "平均",
+    "month": "月份", "cumulative_wan": "累计拨付(万元)", "claims_wan": "预计兑现额(区级,万元)",
+    "claims_yi_axis": "亿元", "days": "天数", "p50": "中位数", "p95": "P95", "day": "年内第几天",
+    "waiting": "待审数", "runout_marker": "用尽月份(中位数)", "deferred_note": "年末平均缓付 {amount} 万元",
+    "needed": "95%年份所需", "add": "需增加 {amount} 亿元", "enough": "已足够",
+    "share_of_budget": "占预算 {share}",
+    "total_index": "总指数(95%区间)", "first_index": "一阶指数", "index_axis": "方差份额",
+    "aleatory": "年度随机性(哪些企业申报)",
+    "verify_intro": "若能确知某个假设,{domain}的结论会收窄多少:按各假设组对{measure}的总Sobol指数排序,"
+                    "附95%自助法区间;年度随机性列于最后。据超支概率采取行动前,应先核实排在前面的假设。",
+    "group": "假设组", "where": "数值位置", "value": "设定值", "mode": "变动方式", "low": "下限", "high": "上限",
+    "what": "说明",
+    "mode_range": "取值范围", "mode_factor": "乘以", "mode_shift": "加减", "mode_tilt": "分布倾斜",
+    "assumptions": "本模型的假设及其合理范围",
+    "assumptions_note": "政策文本未给出的数值均为假设;每个假设都有合理范围,模拟时在范围内抽取。"
+                        "同一组内的数值一同变动。",
+    "calibration": "校准:合成企业群体与有来源数据的对照",
+    "calibration_note": "用于设定参数的目标按构造必然吻合,不能作为证据;只有独立目标才能检验模型。",
+    "target": "目标", "target_value": "目标值", "simulated": "模拟值", "role": "用途", "evidence": "证据类型",
+    "source": "来源",
+    "role_set": "用于设定参数", "role_independent": "独立证据",
+    "evidence_district": "本区数据", "evidence_zone": "高新区数据", "evidence_neighbour": "邻区数据",
+    "evidence_city": "全市数据", "evidence_province": "全省数据", "evidence_national": "全国数据",
+    "evidence_policy goal": "政策自身目标", "evidence_derived": "推算", "evidence_assumed": "假设",
+    "article_n": "第{n}条",
+    # compare
+    "compare_title": "情景对比",
+    "difference": "差值",
+    "compare_note": "差值 = 后一情景减去第一个情景;按差值绝对值从大到小排列。",
+    "article": "条款",
+}
+
+EN = {
+    "answer": "The answer: is each domain's budget enough?",
+    "domain": "Domain",
+    "claims_yi": "Expected claims, district-paid (億元)",
+    "gross_yi": "Awards due, city share included (億元)",
+    "budget_yi": "Claims budget (億元, assumed)",
+    "gap_yi": "Gap (億元)",
+    "p_overrun": "P(overrun)",
+    "p_overrun_spread": "P(overrun) across assumption sets",
+    "p_runout": "P(runs out in the year)",
+    "runout_month": "Likely month it runs out",
+    "deferred_yi": "Deferred, budget ran out (億元)",
+    "cut_yi": "Cut pro rata (億元)",
+    "unpaid_yi": "Unpaid at year end (億元)",
+    "verdict": "Verdict",
+    "driver": "Driven most by",
+    "definitions": "What the terms mean",
+    "def_claims": "Expected claims (district-paid): the awards enterprises can claim under the articles that the "
+                  "district pays (the city's share taken out), averaged over the simulated years.",
+    "def_gross": "Awards due (city share included): everything enterprises are due under the articles.",
+    "def_budget": "Claims budget: the part of a domain's budget available to pay the award rules of this model. "
+                  "The text does not give it; it is an assumption, with its plausible range under Assumptions.",
+    "def_gap": "Gap: expected claims minus the claims budget; positive means the budget falls short.",
+    "def_p_overrun": "P(overrun): the share of simulated years in which claims exceed the claims budget, with the "
+                     "assumptions drawn from their plausible ranges. In brackets: P10-P90 across assumption sets of "
+                     "the probability given one set; the wider, the more the finding depends on the assumptions.",
+    "def_runout": "P(runs out) and the likely month: the share of simulated years in which the budget is used up "
+                  "within the year as applications are reviewed and paid month by month, and the month it happens "
+                  "(median).",
+    "def_deferred": "Deferred: approved but pushed to next year because the budget ran out; cut: paid less under "
+                    "pro-rata payment; unpaid at year end: approved but not yet paid because of the payment "
+                    "calendar, not the budget. All averaged over the simulated years.",
+    "verdict_overrun likely": "overrun under most plausible assumptions",
+    "verdict_depends on the assumptions": "depends on the assumptions",
+    "verdict_overrun unlikely": "no overrun under most plausible assumptions",
+    "verdict_long_overrun likely": "an overrun is more likely than not under nine in ten plausible sets of "
+                                   "assumptions",
+    "verdict_long_depends on the assumptions": "whether it overruns depends on the assumptions",
+    "verdict_long_overrun unlikely": "an overrun is less likely than not under nine in ten plausible sets of "
+                                     "assumptions",
+    "none": "none",
+    "not_run": "not run",
+    "run_header": "{scenario}: {replications} simulated years of {population:,} claimants (seed {seed}) in "
+                  "{seconds:.1f} s",
+    "totals": "Awards due in all: {gross}億, of which the district pays {district}億 (expected claims).",
+    "results_in": "results in",
+    "report_at": "report",
+    "exported": "exported",
+    "title": "claims, cash and budgets",
+    "colon": ": ",
+    "scenario": "Scenario",
+    "baseline": "baseline",
+    "replications": "replications",
+    "seed": "seed",
+    "claimants": "claimants",
+    "generated": "Money in 億元 in tables, as labelled in figures. Everything is read from the run folder",
+    "sentences": "In short",
+    "assumptions_fixed": "every assumption held at its value (their uncertainty is not included)",
+    "fig_claims": "Expected claims per domain against the claims budget",
+    "cap_claims": "Bars: district-paid expected claims per domain (億元, mean over simulated years); black lines: "
+                  "P5-P95 over the years; red ticks: the claims budget (assumed). A tick left of the bar's end means "
+                  "a likely shortfall; the probability of an overrun is written beside it.",
+    "fig_articles": "Expected claims per article",
+    "cap_articles": "One bar per article of the policy: district-paid expected claims (萬元, mean), largest first, "
+                    "coloured by domain, with P5-P95 lines; in brackets its share of its domain's claims budget.",
+    "fig_cash": "Cumulative cash paid by month against the budget",
+    "cap_cash": "One panel per domain: the solid line is the median cumulative payment by month, the band P5-P95, "
+                "the red dashed line the claims budget (its central assumed value; each simulated year draws its own "
+                "budget, so the band can rise above the line); an orange triangle marks the median month it runs "
+                "out (where that happens in at least 5% of years), and the note gives the mean amount deferred at "
+                "year end.",
+    "fig_waits": "Days from application to payment, by bureau",
+    "cap_waits": "Days from submitting an application to being paid, per bureau: green the median, orange the P95 "
+                 "(the slowest 5%).",
+    "fig_queues": "Applications waiting for review, bureaus with a queue",
+    "cap_queues": "Only bureaus where applications waited for a free reviewer; lines are the mean number waiting each "
+                  "day. Other bureaus review applications as they arrive.",
+    "no_queues": "No bureau has a queue: every application is reviewed as it arrives.",
+    "fig_needed": "Money needed to cover claims in 95% of years",
+    "cap_needed": "Grey: the claims budget (assumed); dark: the amount that pays every claim in 95% of simulated years "
+                  "(P95 of claims); the note gives the amount to add.",
+    "fig_verify": "What to verify first",
+    "cap_verify": "Assumption groups ranked by their total Sobol index of {domain}'s {measure}: bars are the total "
+                  "index (the share of the variance the assumption accounts for, alone and with others), lines its "
+                  "95% bootstrap interval, dots the first-order index (alone); grey is the luck of the year (which "
+                  "firms claim). The first ones are the most worth verifying.",
+    "measure_overrun": "overrun", "measure_shortfall": "shortfall", "measure_claims": "claims",
+    "median": "Median", "band": "P5-P95", "budget": "Claims budget", "mean": "Mean",
+    "month": "Month", "cumulative_wan": "Cumulative paid (萬元)", "claims_wan": "Expected claims, district-paid (萬元)",
+    "claims_yi_axis": "億元", "days": "Days", "p50": "Median", "p95": "P95", "day": "Day of the year",
+    "waiting": "Waiting", "runout_marker": "Runs out (median month)",
+    "deferred_note": "deferred {amount} 萬元 at year end",
+    "needed": "Needed in 95% of years", "add": "add {amount}億", "enough": "enough",
+    "share_of_budget": "{share} of budget",
+    "total_index": "Total index (95% interval)", "first_index": "First-order index", "index_axis": "Share of variance",
+    "aleatory": "The luck of the year (which firms claim)",
+    "verify_intro": "Which assumption, if it were known, would most narrow the answer for {domain}: the assumption "
+                    "groups ranked by their total Sobol index of the {measure}, with 95% bootstrap intervals; the luck "
+                    "of the year last. Verify the first ones before acting on the overrun probability.",
+    "group": "Group", "where": "Number", "value": "Value", "mode": "Varies as", "low": "Low", "high": "High",
+    "what": "Why",
+    "mode_range": "range", "mode_factor": "factor", "mode_shift": "shift", "mode_tilt": "tilt",
+    "assumptions": "The assumptions of this model and their plausible ranges",
+    "assumptions_note": "Every number the text leaves open is an assumption with a plausible range, drawn within it in "
+                        "the simulation; the numbers of one group move together.",
+    "calibration": "Calibration: the synthetic population beside sourced figures",
+    "calibration_note": "A target used to set a parameter is met by construction and is not evidence; only independent "
+                        "targets test the model.",
+    "target": "Target", "target_value": "Target value", "simulated": "Simulated", "role": "Role",
+    "evidence": "Evidence", "source": "Source",
+    "role_set": "used to set a parameter", "role_independent": "independent evidence",
+    "evidence_district": "the district's own figure", "evidence_zone": "the high-tech zone's figure",
+    "evidence_neighbour": "another district's figure", "evidence_city": "city figure",
+    "evidence_province": "provincial figure", "evidence_national": "national figure",
+    "evidence_policy goal": "the policy's own goal", "evidence_derived": "derived", "evidence_assumed": "assumed",
+    "article_n": "Art. {n}",
+    "compare_title": "Scenarios compared",
+    "difference": "Difference",
+    "compare_note": "Difference = each scenario minus the first; largest differences first.",
+    "article": "Article",
+}
