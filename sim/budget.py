@@ -524,7 +524,8 @@ def _cvar(values: np.ndarray, level: float) -> float:
 
 def domain_loss_matrix(rules: pd.DataFrame, domains: Sequence[str]) -> np.ndarray:
     """(replications x domains) district-paid claims from a run's ``rules`` table."""
-    pivot = rules.pivot_table(index="replication", columns="domain", values="district", aggfunc="sum", observed=False)
+    pivot = rules.pivot_table(index="replication", columns="domain", values="district", aggfunc="sum", observed=False,
+                              fill_value=0.0)  # a replication without claims in a domain lost nothing there
     return pivot.reindex(columns=list(domains), fill_value=0.0).to_numpy(dtype=float)
 
 

@@ -194,12 +194,6 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
     return TaskOutput(totals, kept, model.budgets)
 
 
-def replication_totals(job: ClaimsJob, replication: int) -> BlockTotals:
-    """The totals of one whole replication."""
-    totals = replication_task(job, (replication, ())).totals
-    return combine(totals or [empty_totals(job.policy)])
-
-
 def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
                        n: int | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Every claim of one replication: rule id and district-paid amount (萬元), the same draws as the

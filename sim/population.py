@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -274,9 +275,14 @@ class PopulationSpec:
 
     @property
     def columns(self) -> tuple[str, ...]:
-        """The columns of every generated chunk: the policy's inputs, the extras, the segment index."""
+        """The columns of every generated chunk: the policy's inputs, the extras, the attributes calibration
+        and the class summary read (even when no rule reads them), the segment index."""
         names = [a.name for a in self.policy.input_attributes()]
         names += [c for c in self.extra_attributes if c not in names]
+        read = [t.attribute for t in self.calibration]
+        if self.summary is not None:
+            read += [self.summary.quantiles_of, self.summary.totals_of]
+        names += [c for c in dict.fromkeys(read) if c not in names]
         return (*names, "segment")
 
     @property
@@ -385,6 +391,9 @@ def _level(t: Table, key: str, dimensions: Mapping[str, tuple[str, ...]], low: f
     if not per_class:
         t.problems.add(t.where, f"{key} must be a single number")
         return None
+    if not value:
+        t.problems.add(t.where, f"{key} is an empty table: give one number, or one per class such as {{ small = 0.1 }}")
+        return None
     by = next((dim for dim, classes in dimensions.items() if set(value) <= set(classes)), None)
     if by is None:
         known = "; ".join(f"{dim}: {', '.join(classes)}" for dim, classes in dimensions.items()) or "none"
@@ -394,6 +403,21 @@ def _level(t: Table, key: str, dimensions: Mapping[str, tuple[str, ...]], low: f
     if missing and key not in _PARTIAL:
         t.problems.add(t.where, f"{key} lacks {by} class {missing}")
     return Level(by, FrozenMap({c: check(v, f"{key}.{c}") for c, v in value.items()}))
+
+
+def _classes(level: Level | None) -> tuple[str | None, frozenset]:
+    """A level's dimension and the classes it names (one number for all: no dimension, every class)."""
+    if level is None:
+        return None, frozenset()
+    return level.by, frozenset(level.values) if level.by is not None else frozenset({"*"})
+
+
+def _check_tail(numbers: Mapping[str, Level], where: str, problems: Problems) -> None:
+    """A Pareto tail needs both where it starts and its exponent, for the same classes."""
+    start, alpha = _classes(numbers.get("tail_from")), _classes(numbers.get("tail_alpha"))
+    if start != alpha:
+        problems.add(where, "tail_from and tail_alpha go together: give both for the same classes "
+                     f"(tail_from names {sorted(start[1]) or 'none'}, tail_alpha {sorted(alpha[1]) or 'none'})")
 
 
 @dataclass
@@ -506,8 +530,9 @@ def _step_shape(t: Table, kind: str, ctx: _StepContext) -> dict[str, Any]:
         values, probabilities = tuple(t.list("values")), tuple(t.list("probabilities"))
         if len(values) != len(probabilities) or not values:
             t.problems.add(t.where, "values and probabilities must be non-empty lists of the same length")
-        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values + probabilities):
-            t.problems.add(t.where, "values and probabilities must be numbers")
+        elif not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                     for v in values + probabilities):
+            t.problems.add(t.where, "values and probabilities must be finite numbers")
         elif any(not 0 <= p <= 1 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-9:
             t.problems.add(t.where, f"probabilities must lie in [0, 1] and add to 1, got {list(probabilities)}")
         elif list(values) != sorted(values):
@@ -553,6 +578,7 @@ def _step(name: str, raw: Any, where: str, ctx: _StepContext, path: tuple) -> St
     for key in {k for numbers_ in _NUMBERS.values() for k in numbers_} - set(_NUMBERS[kind]):
         if key in t.data:
             t.problems.add(where, f"{key} does not apply to a {kind} step")
+    _check_tail(numbers, where, t.problems)
     step = Step(name, kind, FrozenMap(numbers), internal=internal, **_step_references(t, kind, ctx),
                 **_step_shape(t, kind, ctx))
     ctx.drawn[name] = kind
@@ -653,6 +679,7 @@ def _segments(raw: list, programmes: Mapping[str, Programme], policy: Policy,
         sid = value.get("id") if isinstance(value, dict) else None
         where = f"segment {sid}" if isinstance(sid, str) else f"segments entry {i + 1}"
         claimant = value.get("claimant") if isinstance(value, dict) else None
+        claimant = claimant if isinstance(claimant, str) else None  # a wrong type is reported by the table below
         programme = programmes.get(claimant, _NO_PROGRAMME)
         t = Table(value, where, problems, allowed={"id", "claimant", "count", "attributes", "source", "assumed", "why",
                                                    "uncertainty", *programme.dimensions})

@@ -61,14 +61,6 @@ class Scenario:
     title_zh: str = ""  # the scenario's title for a Chinese reader (written in Simplified), else its name
     title_en: str = ""
 
-    def title(self, lang: str) -> str:
-        """The scenario's title for a reader of ``lang`` (its name where it has none)."""
-        from sim.language import chinese, own_text
-
-        if chinese(lang):
-            return own_text(self.title_zh, lang) or self.name
-        return self.title_en or self.name
-
     @property
     def content_hash(self) -> str:
         return hashlib.sha256(self.overrides.encode()).hexdigest()
@@ -146,63 +138,6 @@ def model_folder(model: Any, origin: str, base: Path | None, allow_outside: bool
     if not (folder / "policy.toml").is_file():
         raise ScenarioError(f"{origin}: model {model!r}: no policy.toml in {folder}")
     return str(folder)
-
-
-def nested(path: str, value: Any) -> dict:
-    """{"a": {"b": value}} from "a.b" (rule, segment and bureau names contain no '.').
-
-    >>> nested("policy.rules.t02-matching.rate", 0.25)
-    {'policy': {'rules': {'t02-matching': {'rate': 0.25}}}}
-    """
-    out: Any = value
-    for part in reversed(path.split(".")):
-        out = {part: out}
-    return out
-
-
-def merged(base: dict, extra: dict) -> dict:
-    """A deep merge of two override tables, ``extra`` winning; neither is changed."""
-    out = copy.deepcopy(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def extend(scenario: Scenario, overrides: dict, name: str) -> Scenario:
-    """The scenario with more overrides on top of its own (for sensitivity variants of a scenario run)."""
-    import json
-
-    combined = merged(json.loads(scenario.overrides), overrides)
-    return Scenario(name, scenario.model, scenario.description, canonical_json(combined), scenario.path)
-
-
-def value_at(policy: policy_module.Policy, spec: population_module.PopulationSpec, path: str) -> Any:
-    """The current value (a number, or a table of numbers per class) at a scenario override path."""
-    parts = path.split(".")
-    section, rest = parts[0], parts[1:]
-    if section == "policy" and len(rest) == 3 and rest[0] == "rules":
-        param = policy.rule(rest[1]).params().get(rest[2]) or (
-            policy.rule(rest[1]).priority if rest[2] == "priority" else None)
-        if param is None:
-            raise ScenarioError(f"{path}: rule {rest[1]} has no number {rest[2]!r}")
-        return param.value
-    if section == "policy" and len(rest) == 3 and rest[0] == "domains":
-        domain = policy.domain(rest[1])
-        return {"claims_budget": domain.claims_budget.value, "budget": domain.budget}[rest[2]]
-    if section == "population":
-        node: Any = spec.data()
-        for part in rest:
-            if isinstance(node, list):
-                node = next((x for x in node if isinstance(x, dict) and x.get("id") == part), None)
-            else:
-                node = node.get(part) if isinstance(node, dict) else None
-            if node is None:
-                raise ScenarioError(f"{path}: no such entry in the population specification")
-        return node
-    raise ScenarioError(f"{path}: not a policy rule or domain number, nor a population entry")
 
 
 def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | None = None,

@@ -1,1 +1,454 @@
 """Tests written for mutants that survived the rest of the suite (see tools/mutation.py)."""
+
+import tomllib
+
+import pytest
+
+import sim.policy
+from sim.errors import PolicyError
+
+
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_load_examples_reads_every_case_as_written(model):
+    """The examples are read at collection time to parametrise test_examples.py; read them again here (at test
+    time) and compare with a plain reading of the files, so a wrong reader cannot hide behind the collection."""
+    folder = sim.policy.resolve_model(model) / "examples"
+    expected = []
+    for file in sorted(folder.glob("*.toml")):
+        data = tomllib.loads(file.read_text(encoding="utf-8"))
+        for case in data["cases"]:
+            expected.append((file.name, data["article"], case["name"], case.get("firm", {}), case["expect"],
+                             case.get("expect_district", {})))
+    got = sim.policy.load_examples(model)
+    assert len(got) == len(expected) > 10
+    for example, (file, article, name, firm, expect, district) in zip(got, expected):
+        assert (example.file.rpartition("/")[2], example.article, example.name) == (file, article, name)
+        assert dict(example.firm) == {k: float(v) for k, v in firm.items()}
+        assert dict(example.expect) == {k: float(v) for k, v in expect.items()}
+        assert dict(example.expect_district) == {k: float(v) for k, v in district.items()}
+        assert all(type(v) is float for v in [*example.firm.values(), *example.expect.values()])
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: t.replace('name = "', 'note = 1\nname = "', 1), "note"),
+    (lambda t: t.replace("expect = { ", "expect = { a99-nothing = 1, ", 1), "expects unknown rule 'a99-nothing'"),
+    (lambda t: t.replace("firm = { ", "firm = { no_such_attribute = 1, ", 1),
+     "firm names unknown attribute 'no_such_attribute'"),
+    (lambda t: t.replace("expect = { t01-rd-increase = 0 }", "expect = {}", 1), "a case needs `expect`"),
+])
+def test_load_examples_rejects_a_wrong_case(tmp_path, edit, message):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(sim.policy.resolve_model("template"), folder)
+    file = sorted((folder / "examples").glob("*.toml"))[0]
+    text = file.read_text(encoding="utf-8")
+    assert edit(text) != text
+    file.write_text(edit(text), encoding="utf-8")
+    with pytest.raises(PolicyError) as info:
+        sim.policy.load_examples(str(folder))
+    assert message in str(info.value) and file.name in str(info.value)
+
+
+def _value(raw):
+    return float(raw["value"] if isinstance(raw, dict) else raw)
+
+
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_every_rule_loads_as_its_toml_says(model):
+    """Each rule as loaded (at test time, not at collection) against a plain reading of policy.toml: the
+    loader may add defaults but must not change or drop what the file says."""
+    raw = tomllib.loads((sim.policy.resolve_model(model) / "policy.toml").read_text(encoding="utf-8"))
+    policy = sim.policy.load(model)
+    assert policy.rule_ids == tuple(r["id"] for r in raw["rules"])
+    for r in raw["rules"]:
+        rule = policy.rule(r["id"])
+        for field in ("article", "kind", "claimant", "domain", "recurrence", "base", "quote"):
+            assert getattr(rule, field) == r[field], (r["id"], field)
+        for name in ("amount", "rate", "cap", "threshold"):
+            param = rule.number(name)
+            assert (param.value if param else None) == (_value(r[name]) if name in r else None), (r["id"], name)
+            if isinstance(r.get(name), dict):
+                assert param.assumed == r[name].get("assumed", False) and param.derived == r[name].get("derived", "")
+        assert rule.tier_base == r.get("tier_base")
+        assert [(t.at, t.value.value) for t in rule.tiers] == [
+            (float(t["at"]), float(t.get("amount", t.get("rate", t.get("value"))))) for t in r.get("tiers", [])]
+        assert [(c.attribute, c.op, c.value) for c in rule.eligibility] == [
+            (c["attribute"], op, float(c[op])) for c in r.get("eligibility", []) for op in c if op != "attribute"]
+        assert rule.district_share.value == (_value(r["district_share"]) if "district_share" in r else 1.0)
+        assert rule.subline == r.get("subline") and rule.judgement == r.get("judgement", "")
+        assert rule.intensity.value == (_value(r["intensity"]) if "intensity" in r else 1.0)
+        assert rule.priority.value == (_value(r["priority"]) if "priority" in r else 1.0)
+
+
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_domains_attributes_and_uncertainty_load_as_the_toml_says(model):
+    raw = tomllib.loads((sim.policy.resolve_model(model) / "policy.toml").read_text(encoding="utf-8"))
+    policy = sim.policy.load(model)
+    assert list(policy.domain_keys) == list(raw["domains"])
+    for key, d in raw["domains"].items():
+        domain = policy.domain(key)
+        assert (domain.name_zh, domain.name_en, domain.lead, domain.budget, domain.budget_article) == (
+            d["name_zh"], d["name_en"], d["lead"], float(d["budget"]), d.get("budget_article"))
+        assert (domain.first_article, domain.last_article) == tuple(d["articles"])
+        assert domain.claims_budget.value == _value(d["claims_budget"])
+        assert domain.claims_budget.assumed == d["claims_budget"].get("assumed", False)
+        u = d["claims_budget"].get("uncertainty")
+        if u:
+            got = domain.claims_budget.uncertainty
+            assert (got.low, got.high, got.distribution, got.group) == (
+                float(u["range"][0]), float(u["range"][1]), u["distribution"], u["group"])
+    assert [a.name for a in policy.attributes] == list(raw["attributes"])
+    for name, a in raw["attributes"].items():
+        got = next(x for x in policy.attributes if x.name == name)
+        assert (got.claimant, got.type, got.unit, got.description) == (a["claimant"], a["type"], a["unit"],
+                                                                        a["description"])
+        assert got.default == (float(a["default"]) if "default" in a else None)
+        assert got.min == float(a.get("min", 0.0))
+        assert (got.label_zh, got.aliases) == (a.get("label_zh", ""), tuple(a.get("aliases", ())))
+
+
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_the_process_model_loads_as_process_toml_says(model):
+    """Windows, bureaus, payment days and per-rule settings against a plain reading with datetime."""
+    import datetime as dt
+
+    import sim.process
+
+    raw = tomllib.loads((sim.policy.resolve_model(model) / "process.toml").read_text(encoding="utf-8"))
+    policy = sim.policy.load(model)
+    m = sim.process.load_process(model, policy)
+    year = raw["calendar"]["year"]
+    day = lambda text: float((dt.date.fromisoformat(text) - dt.date(year, 1, 1)).days)  # noqa: E731
+    assert (m.year, m.issued_day) == (year, day(raw["calendar"]["issued"]))
+    assert m.horizon == float((dt.date(year + 1, 1, 1) - dt.date(year, 1, 1)).days)
+    pay = raw["payment"]
+    assert m.payment_days == tuple(day(f"{year}-{month:02d}-{pay['day_of_month']:02d}") for month in range(1, 13))
+    assert m.exhaustion == pay["exhaustion"]
+    assert m.cutoff_day == (day(pay["pro_rata_cutoff"]) if "pro_rata_cutoff" in pay else m.cutoff_day)
+    assert list(m.windows) == list(raw["windows"])
+    for name, w in raw["windows"].items():
+        if w["kind"] == "continuous":
+            expected = ((day(w["open"]), day(w["close"])),)
+        else:
+            expected = tuple((day(o), day(o) + w["length_days"]) for o in w["opens"])
+        assert m.windows[name].intervals == expected, name
+    assert list(m.bureaus) == list(raw["bureaus"])
+    for name, b in raw["bureaus"].items():
+        got = m.bureaus[name]
+        assert (got.reviewers, got.review_days, got.window, got.name_en) == (
+            b["reviewers"], b["review_days"], b["window"], b.get("name_en", ""))
+    defaults = raw["defaults"]
+    assert set(m.rules) == set(policy.rule_ids)
+    for rule in policy.rules:
+        settings = {**defaults, **raw.get("rules", {}).get(rule.id, {})}
+        got = m.rules[rule.id]
+        assert (got.domain, got.bureau) == (rule.domain, settings.get("bureau", policy.article(rule.article).lead))
+        assert (got.expert_days, got.notice_days, got.approval) == (
+            float(settings.get("expert_days", 0)), float(settings.get("notice_days", 0)),
+            float(settings.get("approval", 1.0))), rule.id
+        if "window" in settings:
+            assert got.window == settings["window"]
+        else:
+            assert got.window == m.bureaus[got.bureau].window
+    assert dict(m.budgets) == {d.key: d.claims_budget.value for d in policy.domains}
+
+
+NUMBER_KEYS = {"median", "sigma", "tail_from", "tail_alpha", "probability", "multiplier", "mean", "sd", "limit", "rate",
+               "low", "high", "value"}
+
+
+@pytest.mark.parametrize("model", ["binjiang-2024", "template"])
+def test_the_population_spec_loads_as_population_toml_says(model):
+    """Segments and every generator step of each claimant programme against a plain reading of the file."""
+    import sim.population
+
+    raw = tomllib.loads((sim.policy.resolve_model(model) / "population.toml").read_text(encoding="utf-8"))
+    spec = sim.population.load_spec(model)
+    assert [s.id for s in spec.segments] == [s["id"] for s in raw["segments"]]
+    for segment, r in zip(spec.segments, raw["segments"]):
+        assert (segment.claimant, segment.count) == (r["claimant"], r["count"])
+        programme = raw["claimants"].get(r["claimant"], {})
+        assert dict(segment.classes) == {d: r[d] for d in programme.get("dimensions", {})}
+    for claimant, programme in raw["claimants"].items():
+        got = spec.programmes[claimant]
+        assert {k: tuple(v) for k, v in programme.get("dimensions", {}).items()} == dict(got.dimensions)
+        assert [s.attribute for s in got.steps] == list(programme.get("attributes", {}))
+        for step in got.steps:
+            r = programme["attributes"][step.attribute]
+            loading = float(r.get("loading", 0.0))  # a loading without a factor loads on the event factor
+            factor = r.get("factor", programme.get("event_factor") if loading else None)
+            assert (step.kind, step.factor, step.loading) == (r["kind"], factor, loading), step.attribute
+            of = r.get("of", ())
+            assert (step.only_if, step.when, tuple(step.of)) == (r.get("only_if"), r.get("when"),
+                                                                 (of,) if isinstance(of, str) else tuple(of))
+            assert step.internal == r.get("internal", False)
+            assert {k: tuple(v) for k, v in step.only.items()} == {k: tuple(v) for k, v in r.get("only", {}).items()}
+            for name in NUMBER_KEYS & set(r):
+                level = step.numbers[name]
+                if isinstance(r[name], dict):
+                    assert dict(level.values) == {k: float(v) for k, v in r[name].items()}, (step.attribute, name)
+                else:
+                    assert level.by is None and level.values == float(r[name]), (step.attribute, name)
+
+
+# ----------------------------------------------------------------------------- scenarios
+def test_a_scenario_from_a_table_keeps_every_field_and_defaults_the_rest():
+    import json
+
+    import sim.scenario as scenario
+
+    full = scenario.from_dict({"name": "s", "model": "template", "description": "d", "title_zh": "情景",
+                               "title_en": "S", "policy": {"rules": {}}, "population": {"shocks": {}},
+                               "process": {"payment": {}}}, origin="here.toml")
+    assert (full.name, full.description, full.title_zh, full.title_en, full.path) == ("s", "d", "情景", "S",
+                                                                                     "here.toml")
+    assert full.model == "template"
+    assert json.loads(full.overrides) == {"policy": {"rules": {}}, "population": {"shocks": {}},
+                                          "process": {"payment": {}}}
+    bare = scenario.from_dict({"name": "b"})
+    assert (bare.description, bare.title_zh, bare.title_en, bare.path) == ("", "", "", "<scenario>")
+    assert json.loads(bare.overrides) == {} and bare.model == sim.policy.default_model() == "binjiang-2024"
+    assert full.section("process") == {"payment": {}} and full.section("policy") == {"rules": {}}
+    assert bare.section("population") == {}
+
+
+@pytest.mark.parametrize("data, message", [
+    ({}, "`name` is required"), ({"name": "  "}, "`name` is required"), ({"name": 3}, "`name` is required"),
+    ({"name": "x", "description": 1}, "description must be text"), ({"name": "x", "title_zh": 1}, "title_zh must be text"),
+    ({"name": "x", "title_en": []}, "title_en must be text"), ({"name": "x", "policy": []}, "[policy] must be a table"),
+    ({"name": "x", "population": 1}, "[population] must be a table"), ({"name": "x", "process": "p"}, "[process] must be a table"),
+    ({"name": "x", "policy": {"rules": {}, "targets": {}}}, "policy.targets cannot be overridden"),
+])
+def test_a_scenario_table_with_a_mistake_names_it(data, message):
+    import sim.scenario as scenario
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        scenario.from_dict(data, origin="mine.toml")
+    assert message in str(info.value) and str(info.value).startswith("mine.toml: ")
+
+
+def _template_apply(data):
+    import sim.scenario as scenario
+
+    return scenario.apply(scenario.from_dict({"name": "t", "model": "template", **data}))
+
+
+def test_scenario_tiers_and_budgets_replace_the_baselines_and_are_marked():
+    policy, _ = _template_apply({"policy": {"rules": {"t01-rd-increase": {"tiers": [{"at": 4000, "amount": 60}]}},
+                                            "domains": {"innovation": {"budget": 12345, "claims_budget": 6000}}}})
+    tiers = policy.rule("t01-rd-increase").tiers
+    assert [(t.at, t.value.value, t.value.scenario) for t in tiers] == [(4000.0, 60.0, "t")]
+    domain = policy.domain("innovation")
+    assert domain.budget == 12345 and domain.claims_budget.value == 6000 and domain.claims_budget.scenario == "t"
+    assert domain.sublines == ()
+
+
+@pytest.mark.parametrize("tiers, message", [
+    ({"at": 1, "amount": 2}, "must be a list of tables"), ([1, 2], "must be a list of tables"),
+    ([{"amount": 2}], "tier 1: give `at` and one value"), ([{"at": 1}], "tier 1: give `at` and one value"),
+    ([{"at": 1, "amount": 2}, {"at": 2, "amount": 3, "rate": 0.1}], "tier 2: give `at` and one value"),
+])
+def test_scenario_tiers_that_are_not_at_and_one_value(tiers, message):
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        _template_apply({"policy": {"rules": {"t01-rd-increase": {"tiers": tiers}}}})
+    assert message in str(info.value) and "policy.rules.t01-rd-increase.tiers" in str(info.value)
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"policy": {"rules": []}}, "policy.rules must be a table"),
+    ({"policy": {"rules": {"t01-rd-increase": 5}}}, "policy.rules.t01-rd-increase must be a table"),
+    ({"policy": {"domains": {"innovation": {"name_zh": "x"}}}}, "only budget and claims_budget"),
+    ({"policy": {"domains": {"innovation": 1}}}, "policy.domains.innovation must be a table"),
+    ({"population": {"segments": []}}, "population.segments must be a table"),
+    ({"population": {"claimants": {"enterprise": {"attributes": {"revenue": {"median": {"huge": {"x": 1}}}}}}}},
+     "no such entry"),
+])
+def test_scenario_overrides_of_the_wrong_shape(data, message):
+    from sim.errors import FiscalsimError
+
+    with pytest.raises(FiscalsimError) as info:
+        _template_apply(data)
+    assert message in str(info.value)
+
+
+def test_a_scenario_value_replaces_the_number_and_drops_its_own_range_only():
+    _, spec = _template_apply({"population": {"claimants": {"enterprise": {"attributes": {
+        "revenue": {"sigma": {"small": 1.5, "large": 1.1}}}}}, "shocks": {"rd_spending": 1.2}}})
+    revenue = next(s for s in spec.programme("enterprise").steps if s.attribute == "revenue")
+    assert dict(revenue.numbers["sigma"].values) == {"small": 1.5, "large": 1.1}
+    assert dict(revenue.numbers["median"].values) == {"small": 300.0, "large": 20000.0}  # untouched
+    assert spec.shocks == {"rd_spending": 1.2}
+
+
+def test_a_cap_below_the_direct_award_warns_once_and_only_then():
+    import sim.scenario as scenario
+
+    base = sim.policy.load()
+
+    def warnings(cap_sme, cap_large=None):
+        rules = {"a13-rd-increase-sme": {"cap": cap_sme}}
+        if cap_large is not None:
+            rules["a13-rd-increase-large"] = {"cap": cap_large}
+        chosen = scenario.from_dict({"name": "w", "policy": {"rules": rules}})
+        policy, _ = scenario.apply(chosen)
+        return scenario.warnings_of(chosen, policy, base)
+
+    assert warnings(300) == [] and warnings(200) == []  # at or above the direct 200萬 award: nothing to say
+    (message,) = warnings(150)
+    assert message.startswith("scenario w: rule a13-rd-increase-sme (article 13): the cap 150 萬元 is below")
+    assert "direct award of 200 萬元 (at rd_spending >= 10000)" in message
+    both = warnings(150, 250)
+    assert len(both) == 2 and "a13-rd-increase-large" in both[1] and "direct award of 300" in both[1]
+
+
+# ----------------------------------------------------------------------------- catalogue and explanations
+def test_the_catalogue_rows_say_what_the_text_says():
+    policy = sim.policy.load()
+    table = sim.policy.catalogue_table(policy)
+    assert len(table) == 45 + 37 and (table["rule"] == "—").sum() == 54 - 17  # 45 rules, 37 articles without
+    rows = table.set_index("rule")
+    assert rows.loc["a13-rd-increase-sme"].to_dict() == {
+        "art": 13, "domain": "science_technology", "heading": "更大力度實施企業研發投入補助政策", "lead": "區科技局",
+        "kind": "rate", "base": "rd_increase", "numbers": "rate 5%, cap 200, threshold 200",
+        "tiers": "rd_spending >=10000: 200", "district": "", "recurs": "annual"}
+    assert rows.loc["a16-maker-space-rating", ["numbers", "tiers"]].tolist() == ["", ">=1: 20; >=2: 30"]
+    assert rows.loc["a05-hightech-supply-fee", ["numbers", "district"]].tolist() == ["rate 30%", "0%*"]
+    assert rows.loc["a11-major-project", ["numbers", "district", "recurs"]].tolist() == ["amount 1000", "50%",
+                                                                                        "one-off"]
+    inputs = sim.policy.inputs_table(policy).set_index("attribute")
+    assert inputs.loc["rd_spending"].to_dict() == {"claimant": "enterprise", "type": "float", "unit": "萬元",
+                                                   "default": "required", "rules": 2,
+                                                   "description": "R&D spending in the year"}
+    defaulted = next(a for a in policy.attributes if a.default is not None)
+    assert inputs.loc[defaulted.name, "default"] == f"{defaulted.default:g}"
+
+
+def test_format_param_and_condition_words():
+    from sim.policy import Condition, Param
+
+    assert sim.policy.format_param(None) == ""
+    assert sim.policy.format_param(Param(0.05), percent=True) == "5%"
+    assert sim.policy.format_param(Param(200.0)) == "200"
+    assert sim.policy.format_param(Param(0.3, assumed=True), percent=True) == "30%*"
+    assert sim.policy.format_param(Param(250.0, scenario="s")) == "250†"
+    assert [Condition("a", op, 3.0).describe() for op in ("equals", "at_least", "below")] == [
+        "a == 3", "a >= 3", "a < 3"]
+
+
+EXPLAINED = {  # firm -> {rule: (award, district, steps)}; each checked by hand against the policy text
+    "binjiang-2024": ({"rd_spending": 12000, "rd_increase": 150, "tech_sme_scale": 0, "natprov_research_funds": 4000,
+                       "incubatees_hightech_filed": 4, "incubator_stars": 3, "fv_software_national": 2,
+                       "major_tech_project": 1}, {
+        "a11-major-project": (1000.0, 500.0, ["major_tech_project is set -> fixed 1,000",
+                                              "district share 0.5 -> district pays 500"]),
+        "a11-national-provincial-task": (500.0, 250.0, [
+            "25% x natprov_research_funds 4,000 = 1,000, cap 500 -> 500", "district share 0.5 -> district pays 250"]),
+        "a13-rd-increase-sme": (0.0, 0.0, ["eligibility tech_sme_scale == 1: tech_sme_scale = 0 -> NOT met: no award"]),
+        "a13-rd-increase-large": (0.0, 0.0, [
+            "eligibility tech_sme_scale == 0: tech_sme_scale = 0 -> met", "rd_increase = 150 >= threshold 500? no",
+            "5% x rd_increase 150 = 7.5, cap 300 -> 0",
+            "direct tiers (rd_spending >= 50,000: 300); rd_spending = 12,000 -> 0; the larger of the two: 0"]),
+        "a16-incubator-rating": (0.0, 0.0, ["incubator_stars = 3 against tiers (>= 4: 20, >= 5: 30) -> 0"]),
+        "a16-incubatee-hightech": (60.0, 60.0, ["eligibility incubator_stars >= 3: incubator_stars = 3 -> met",
+                                                "4 x 15 per unit -> 60"]),
+        "a33-fv-software-national": (100.0, 100.0, ["2 x 50 per unit -> 100"])}),
+    "template": ({"export_value": 25000, "rd_increase": 50, "rd_spending": 6000, "patents": 3, "external_funds": 100,
+                  "new_high_tech": 1, "home_stars": 4}, {
+        "t01-rd-increase": (50.0, 50.0, [
+            "rd_increase = 50 >= threshold 100? no", "10% x rd_increase 50 = 5, cap 50 -> 0",
+            "direct tiers (rd_spending >= 5,000: 50); rd_spending = 6,000 -> 50; the larger of the two: 50"]),
+        "t02-matching": (20.0, 20.0, ["20% x external_funds 100 = 20, cap 100 -> 20"]),
+        "t04-new-high-tech": (20.0, 20.0, ["new_high_tech is set -> fixed 20"]),
+        "t05-patents": (6.0, 6.0, ["3 x 2 per unit, cap 20 -> 6"]),
+        "t06-exports": (30.0, 30.0, ["export_value = 25,000: 1% x 1,000 (the part from 0 to 1,000) + 0.5% x 24,000 "
+                                     "(the part from 1,000 up), cap 30 -> 30"]),
+        "t08-care-home-stars": (20.0, 20.0, ["home_stars = 4 against tiers (>= 3: 10, >= 4: 20, >= 5: 30) -> 20"])}),
+}
+
+
+@pytest.mark.parametrize("model", list(EXPLAINED))
+def test_explain_gives_the_arithmetic_of_every_kind(model):
+    import sim.awards
+
+    firm, expected = EXPLAINED[model]
+    got = {e["rule"]: (e["award"], e["district"], e["steps"]) for e in sim.awards.explain(sim.policy.load(model), firm)}
+    assert got == expected
+
+
+def test_empty_totals_are_zeros_of_the_policys_shape_and_combine_as_nothing():
+    import numpy as np
+
+    import sim.montecarlo as mc
+
+    policy = sim.policy.load("template")
+    empty = mc.empty_totals(policy)
+    assert empty.award.shape == empty.district.shape == empty.claimants.shape == (len(policy.rules),)
+    assert empty.firms.shape == (1 + len(policy.domain_keys),) and empty.claimants.dtype == np.int64
+    assert not (empty.award.any() or empty.district.any() or empty.claimants.any() or empty.firms.any())
+    one = mc.BlockTotals(np.arange(6.0), np.arange(6.0) / 2, np.arange(6), np.arange(4))
+    both = mc.combine([empty, one])
+    assert np.array_equal(both.award, one.award) and np.array_equal(both.district, one.district)
+    assert np.array_equal(both.claimants, one.claimants) and np.array_equal(both.firms, one.firms)
+
+
+def test_process_days_and_bureau_names():
+    import datetime as dt
+
+    import sim.process
+
+    model = sim.process.load_process()
+    assert model.day("2024-01-01") == 0.0 and model.day("2024-12-31") == 365.0  # 2024 is a leap year
+    assert model.day(dt.date(2024, 3, 1)) == 60.0 and model.date(60.5) == dt.date(2024, 3, 1)
+    assert model.bureau_label("區科技局", "en") == "Science & Technology Bureau"
+    assert model.bureau_label("區科技局", "zh-Hans") == "區科技局"
+
+
+# ----------------------------------------------------------------------------- budget LPs
+def _tiny_lp(rhs_le: float, rhs_eq: float | None = None, upper: float = 10.0):
+    """min x0 + x1 subject to -x0 - x1 <= rhs_le (x0 + x1 >= -rhs_le), optionally x0 - x1 == rhs_eq, 0 <= x <= upper."""
+    import numpy as np
+    from scipy import sparse
+
+    from sim.budget import LinearProgram, RowBlock
+
+    lp = LinearProgram("tiny LP", ("x0", "x1"), np.array([1.0, 1.0]), np.zeros(2), np.full(2, upper),
+                       [RowBlock("demand", ("d",), sparse.csr_matrix([[-1.0, -1.0]]), np.array([rhs_le]))])
+    if rhs_eq is not None:
+        lp.equalities.append(RowBlock("balance", ("b",), sparse.csr_matrix([[1.0, -1.0]]), np.array([rhs_eq])))
+    return lp
+
+
+@pytest.mark.parametrize("solver", ["cbc", "highs", "scipy"])
+def test_a_tiny_lp_solves_to_its_hand_optimum_with_duals_on_every_solver(solver):
+    from sim.budget import solve
+
+    s = solve(_tiny_lp(-3.0, rhs_eq=1.0), solver)
+    assert s.objective == pytest.approx(3.0) and s.x == pytest.approx([2.0, 1.0])
+    assert s.duals["demand"] == pytest.approx([-1.0]) and s.slacks["demand"] == pytest.approx([0.0], abs=1e-9)
+    assert s.solver == solver and s.solve_seconds >= 0
+
+
+@pytest.mark.parametrize("solver", ["cbc", "highs", "scipy"])
+def test_an_infeasible_lp_names_itself_its_status_and_its_constraint_families(solver):
+    from sim.budget import BudgetError, solve
+
+    with pytest.raises(BudgetError) as info:
+        solve(_tiny_lp(-30.0, rhs_eq=1.0), solver)  # x0 + x1 >= 30 with both at most 10
+    assert str(info.value) == ("tiny LP: infeasible: no budget satisfies every constraint "
+                               "(constraint families: demand, balance)")
+
+
+def test_the_loss_matrix_sums_district_claims_per_replication_and_domain():
+    import numpy as np
+    import pandas as pd
+
+    from sim.budget import domain_loss_matrix
+
+    rules = pd.DataFrame({"replication": [0, 0, 0, 1, 2], "domain": ["a", "a", "c", "c", "a"],
+                          "district": [1.0, 2.0, 4.0, 8.0, 16.0], "award": [9.0] * 5})
+    got = domain_loss_matrix(rules, ["a", "b", "c"])
+    assert np.array_equal(got, [[3.0, 0.0, 4.0], [0.0, 0.0, 8.0], [16.0, 0.0, 0.0]])

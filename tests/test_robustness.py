@@ -120,6 +120,31 @@ def test_a_scenario_tier_without_at():
     expect(ScenarioError, "policy.rules.a16-incubator-rating.tiers, tier 1: give `at` and one value", scenario.apply, bad)
 
 
+# The slow fuzz run (tests/test_fuzz.py, -m slow) found these; each is now a clean message or a correct run.
+def test_a_calibration_target_on_an_attribute_no_rule_reads_is_still_counted(tmp_path):
+    def drop_new_high_tech_rule(text):
+        start = text.index('[[rules]]\nid = "t04-new-high-tech"')
+        return text[:start] + text[text.index("[[rules]]", start + 5):]
+    folder = model_copy(tmp_path, edits={"policy.toml": drop_new_high_tech_rule,
+                                         "examples/article-04.toml": lambda t: "article = 4\n"})
+    spec = pop.load_spec(folder)
+    assert "new_high_tech" in spec.columns  # calibration reads it, so the frame keeps it
+    table = pop.calibration_table(spec, seed=1, replications=2)
+    assert table.set_index("target").loc["new-high-tech", "mean"] > 0
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("tail_alpha = { large = 2.0 }\n", ""), "tail_from and tail_alpha go together"),
+    (("tail_alpha = { large = 2.0 }", "tail_alpha = { small = 2.0 }"), "tail_from and tail_alpha go together"),
+    (('claimant = "enterprise"\nsize = "small"', 'claimant = ["enterprise"]\nsize = "small"'), "claimant must be text"),
+    (("values = [0, 1, 2, 3, 4, 5]", "values = [0, 1, 2, 3, 4, nan]"), "values and probabilities must be finite"),
+    (("mean = 0.08", "mean = {}"), "mean is an empty table"),
+])
+def test_population_mistakes_found_by_the_slow_fuzz_run(tmp_path, edit, message):
+    folder = model_copy(tmp_path, edits={"population.toml": edit})
+    expect(SpecError, message, pop.load_spec, folder)
+
+
 # ----------------------------------------------------------------------------- nonsense, now refused
 @pytest.mark.parametrize("edit, message", [
     (("policy.toml", ("amount = 20", "amount = 1e308")), "amount = 1e+308 is beyond any plausible value"),

@@ -1,7 +1,13 @@
 """Mutation testing of the core modules (not part of the default test run).
 
-    python tools/mutation.py run [--children N]     # both passes (hours on two cores)
+    python tools/mutation.py run [--children N] [--modules M ...]  # both passes (hours on two cores)
     python tools/mutation.py report [--survivors]    # killed share per module, from both passes
+    python tools/mutation.py sample [--per-module K] [--seed S] [--children N]  # a random sample (minutes)
+    python tools/mutation.py report --sample [--survivors]  # killed share per module in the sample
+
+The sample mode draws K mutants per module at random (seeded; the compiled kernels excluded: they are
+mutated in pass 2) and runs only those, for a killed share with a binomial interval when the full passes take
+longer than one has.  Results of mutants already run are reused.
 
 mutmut (configured under [tool.mutmut] in pyproject.toml) changes the code one small edit at a time (a
 comparison flipped, a number moved by one, an argument dropped, ...) and runs the tests that reach the
@@ -49,9 +55,9 @@ def _mutmut(args: list[str], cwd: Path, jit: str) -> None:
     subprocess.run([sys.executable, "-m", "mutmut", *args], cwd=cwd, env=env, check=False)
 
 
-def run(children: int) -> None:
-    print("pass 1: every core module, FISCALSIM_JIT=off", flush=True)
-    _mutmut(["run", "--max-children", str(children), *(f"sim.{m}*" for m in MODULES)], ROOT, "off")
+def run(children: int, modules: tuple[str, ...] = MODULES) -> None:
+    print(f"pass 1: {', '.join(modules)}, FISCALSIM_JIT=off", flush=True)
+    _mutmut(["run", "--max-children", str(children), *(f"sim.{m}.*" for m in modules)], ROOT, "off")
     print("pass 2: the compiled kernels as Python, FISCALSIM_JIT=python", flush=True)
     if KERNELS.exists():
         shutil.rmtree(KERNELS)
@@ -62,6 +68,36 @@ def run(children: int) -> None:
     config = selection.sub("pytest_add_cli_args_test_selection = " + repr(KERNEL_TESTS).replace("'", '"'), config)
     (KERNELS / "pyproject.toml").write_text(config, encoding="utf-8")
     _mutmut(["run", "--max-children", str(children), *KERNEL_FUNCTIONS], KERNELS, "python")
+
+
+SAMPLE = ROOT / "mutants" / "sample.json"
+
+
+def _all_mutants(modules: tuple[str, ...]) -> dict[str, list[str]]:
+    """Mutant names per module, from mutmut's generated ``mutants/sim/<module>.py.meta`` files."""
+    import json
+
+    if not (ROOT / "mutants" / "sim").is_dir():
+        _mutmut(["print-time-estimates", "sim.policy.x_load*"], ROOT, "off")  # generates the mutants
+    out = {}
+    for module in modules:
+        meta = json.loads((ROOT / "mutants" / "sim" / f"{module}.py.meta").read_text(encoding="utf-8"))
+        out[module] = sorted(k for k in meta["exit_code_by_key"] if not _is_kernel(k))
+    return out
+
+
+def sample(per_module: int, seed: int, children: int, modules: tuple[str, ...] = MODULES) -> None:
+    """Run a seeded random sample of ``per_module`` mutants of each module (pass 1 only)."""
+    import json
+    import random
+
+    rng = random.Random(seed)
+    chosen = {m: sorted(rng.sample(names, min(per_module, len(names)))) for m, names in _all_mutants(modules).items()}
+    SAMPLE.write_text(json.dumps({"seed": seed, "per_module": per_module, "mutants": chosen}, indent=1),
+                      encoding="utf-8")
+    names = [n for ns in chosen.values() for n in ns]
+    print(f"sample: {len(names)} mutants ({per_module} per module, seed {seed})", flush=True)
+    _mutmut(["run", "--max-children", str(children), *names], ROOT, "off")
 
 
 def _statuses(cwd: Path) -> dict[str, str]:
@@ -81,21 +117,31 @@ def _is_kernel(name: str) -> bool:
     return any(re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), name) for pattern in KERNEL_FUNCTIONS)
 
 
-def report(survivors: bool) -> dict[str, tuple[int, int]]:
+def report(survivors: bool, sampled: bool = False) -> dict[str, tuple[int, int]]:
     statuses = {k: v for k, v in _statuses(ROOT).items() if not _is_kernel(k)}
     statuses.update({k: v for k, v in _statuses(KERNELS).items() if _is_kernel(k)})
+    if sampled:
+        import json
+
+        chosen = {n for ns in json.loads(SAMPLE.read_text(encoding="utf-8"))["mutants"].values() for n in ns}
+        statuses = {k: v for k, v in statuses.items() if k in chosen}
     counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for name, status in statuses.items():
         counts[name.split(".")[1]][status] += 1
     table = {}
-    print(f"{'module':<12} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'killed share':>13}")
+    print(f"{'module':<12} {'mutants':>8} {'killed':>7} {'survived':>9} {'no tests':>9} {'killed share':>13}"
+          + (f" {'95% interval':>14}" if sampled else ""))
     for module in MODULES:
         c = counts.get(module, collections.Counter())
         killed = sum(c[s] for s in KILLED)
         judged = killed + c["survived"] + c["no tests"]
         share = killed / judged if judged else float("nan")
         table[module] = (killed, judged)
-        print(f"{module:<12} {sum(c.values()):>8} {killed:>7} {c['survived']:>9} {c['no tests']:>9} {share:>12.1%}")
+        line = f"{module:<12} {sum(c.values()):>8} {killed:>7} {c['survived']:>9} {c['no tests']:>9} {share:>12.1%}"
+        if sampled and judged:
+            low, high = _wilson(killed, judged)
+            line += f"   {low:.0%}-{high:.0%}"
+        print(line)
     if survivors:
         for name, status in sorted(statuses.items()):
             if status in ("survived", "no tests"):
@@ -103,19 +149,38 @@ def report(survivors: bool) -> dict[str, tuple[int, int]]:
     return table
 
 
+def _wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a binomial share k/n."""
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * ((p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run")
     p.add_argument("--children", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES),
+                   help="the modules to mutate (default: all core modules)")
+    p = sub.add_parser("sample")
+    p.add_argument("--per-module", type=int, default=80)
+    p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--children", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--modules", nargs="+", choices=MODULES, default=list(MODULES))
     p = sub.add_parser("report")
     p.add_argument("--survivors", action="store_true")
+    p.add_argument("--sample", action="store_true", help="only the mutants of the last sample")
     args = parser.parse_args(argv)
     if args.command == "run":
-        run(args.children)
+        run(args.children, tuple(args.modules))
         report(False)
+    elif args.command == "sample":
+        sample(args.per_module, args.seed, args.children, tuple(args.modules))
+        report(False, sampled=True)
     else:
-        report(args.survivors)
+        report(args.survivors, args.sample)
 
 
 if __name__ == "__main__":
