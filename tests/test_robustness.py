@@ -95,11 +95,16 @@ def test_empty_strings_are_refused_where_a_name_is_needed(tmp_path, edit, messag
     expect(FiscalsimError, message, load_all, folder)
 
 
-def test_a_rule_removed_while_the_population_still_draws_its_attribute_runs(tmp_path):
-    def drop_patents(text):
-        start = text.index('[[rules]]\nid = "t05-patents"')
+def without_rule(rule_id):
+    """An edit of policy.toml that deletes one [[rules]] entry (not the last)."""
+    def edit(text):
+        start = text.index(f'[[rules]]\nid = "{rule_id}"')
         return text[:start] + text[text.index("[[rules]]", start + 5):]
-    folder = model_copy(tmp_path, edits={"policy.toml": drop_patents,
+    return edit
+
+
+def test_a_rule_removed_while_the_population_still_draws_its_attribute_runs(tmp_path):
+    folder = model_copy(tmp_path, edits={"policy.toml": without_rule("t05-patents"),
                                          "examples/article-05.toml": lambda t: "article = 4\n"})
     run = pipeline.run(model=str(folder), settings=pipeline.Settings(replications=2, stages=("claims",)),
                        progress=False)
@@ -122,10 +127,7 @@ def test_a_scenario_tier_without_at():
 
 # The slow fuzz run (tests/test_fuzz.py, -m slow) found these; each is now a clean message or a correct run.
 def test_a_calibration_target_on_an_attribute_no_rule_reads_is_still_counted(tmp_path):
-    def drop_new_high_tech_rule(text):
-        start = text.index('[[rules]]\nid = "t04-new-high-tech"')
-        return text[:start] + text[text.index("[[rules]]", start + 5):]
-    folder = model_copy(tmp_path, edits={"policy.toml": drop_new_high_tech_rule,
+    folder = model_copy(tmp_path, edits={"policy.toml": without_rule("t04-new-high-tech"),
                                          "examples/article-04.toml": lambda t: "article = 4\n"})
     spec = pop.load_spec(folder)
     assert "new_high_tech" in spec.columns  # calibration reads it, so the frame keeps it
