@@ -201,7 +201,10 @@ def _apply_policy(data: dict, overrides: dict, scenario: Scenario, where: str) -
                 data["domains"][key][field] = _mark(value, reason)
             elif field == "budget":
                 data["domains"][key][field] = value
-                data["domains"][key].pop("sublines", None)  # a new total replaces the published lines
+                if data["domains"][key].pop("sublines", None):  # a new total replaces the published lines,
+                    for rule in data["rules"]:  # so the domain's rules draw on the new total as a whole
+                        if rule["domain"] == key:
+                            rule.pop("subline", None)
             else:
                 raise ScenarioError(f"{where}: policy.domains.{key}.{field}: only budget and claims_budget "
                                     "can be overridden")

@@ -452,3 +452,125 @@ def test_the_loss_matrix_sums_district_claims_per_replication_and_domain():
                           "district": [1.0, 2.0, 4.0, 8.0, 16.0], "award": [9.0] * 5})
     got = domain_loss_matrix(rules, ["a", "b", "c"])
     assert np.array_equal(got, [[3.0, 0.0, 4.0], [0.0, 0.0, 8.0], [16.0, 0.0, 0.0]])
+
+
+# ----------------------------------------------------------------------------- second round (sampled survivors)
+def test_empirical_cvar_is_the_mean_of_the_worst_tail():
+    import numpy as np
+
+    from sim.budget import _cvar
+
+    values = np.arange(1.0, 101.0)  # 1 .. 100
+    assert _cvar(values, 0.9) == pytest.approx(95.5)  # the mean of the worst 10: 91 .. 100
+    assert _cvar(values, 0.0) == pytest.approx(values.mean() + 0.0)  # eta = 1, then the mean excess over 1, + 1
+    assert _cvar(np.zeros(10), 0.95) == 0.0
+
+
+def test_cvar_budgets_keep_the_current_budgets_and_respect_floors():
+    import numpy as np
+
+    from sim.budget import build_cvar, cvar_budgets, solve
+
+    rng = np.random.default_rng(3)
+    losses = rng.gamma(2.0, 50.0, size=(200, 2))
+    table = cvar_budgets(losses, ["a", "b"], 0.9, 5.0, current=np.array([120.0, 80.0]))["budgets"]
+    assert table["current_claims_budget"].tolist() == [120.0, 80.0]
+    assert cvar_budgets(losses, ["a", "b"], 0.9, 5.0)["budgets"]["current_claims_budget"].isna().all()
+    floored = solve(build_cvar(losses, ["a", "b"], 0.9, 5.0, floors=np.array([10_000.0, 0.0])), "highs")
+    assert floored.x[0] >= 10_000.0 - 1e-6  # the floor binds far above any claim
+
+
+def test_reallocation_accepts_an_envelope_between_zero_and_one():
+    import numpy as np
+
+    from sim.budget import BudgetError, ClaimsInput, build_reallocation
+
+    policy = sim.policy.load("template")
+    data = ClaimsInput.from_policy(policy, {r.id: 1.0 for r in policy.rules})
+    def envelope(lp):
+        return next(b for b in lp.equalities if b.family == "envelope").rhs.tolist()
+    assert envelope(build_reallocation(data, envelope=0.5)) == [0.5]
+    assert envelope(build_reallocation(data, envelope=0.0)) == [0.0]
+    with pytest.raises(BudgetError, match="envelope must be >= 0"):
+        build_reallocation(data, envelope=-0.5)
+    assert envelope(build_reallocation(data)) == [float(data.budgets.sum())] and np.isfinite(data.budgets).all()
+
+
+def test_award_tables_label_gross_and_district_paid():
+    import numpy as np
+
+    import sim.awards
+
+    policy = sim.policy.load()
+    firms = {a.name: np.array([a.default if a.default is not None else 0.0] * 2) for a in policy.input_attributes()}
+    firms["major_tech_project"] = np.array([1.0, 0.0])
+    awards = sim.awards.evaluate(policy, firms)
+    gross, district = awards.frame(), awards.frame(district=True)
+    assert gross.loc[0, "a11-major-project"] == 1000.0 and district.loc[0, "a11-major-project"] == 500.0
+    table = awards.rule_table().set_index("rule")
+    assert list(table.columns) == ["article", "domain", "claimants", "award", "district"]
+    assert table.loc["a11-major-project", ["claimants", "award", "district"]].tolist() == [1, 1000.0, 500.0]
+
+
+def test_the_monthly_process_table_is_tidy():
+    import numpy as np
+
+    from sim.process import _monthly
+
+    class Summary:
+        def __init__(self, value):
+            self.monthly = np.full((2, 12, 5), value, dtype=float)
+    frame = _monthly([Summary(1.0), Summary(2.0)], ["r1", "r2"])
+    assert list(frame.columns) == ["replication", "rule", "month", "applications", "claimed", "approvals",
+                                   "approved", "paid"]
+    assert len(frame) == 2 * 2 * 12 and frame["month"].tolist()[:13] == [*range(1, 13), 1]
+    assert frame["replication"].tolist() == [0] * 24 + [1] * 24
+    assert frame["rule"].tolist()[:13] == ["r1"] * 12 + ["r2"]
+    assert frame["paid"].tolist() == [1.0] * 24 + [2.0] * 24 and frame["approvals"].dtype == np.int64
+
+
+def test_a_scenario_budget_replaces_the_published_sub_lines():
+    import sim.scenario as scenario
+
+    base = sim.policy.load()
+    with_lines = next(d for d in base.domains if d.sublines)
+    policy, _ = scenario.apply(scenario.from_dict({"name": "b", "policy": {"domains": {
+        with_lines.key: {"budget": with_lines.budget + 1000}}}}))
+    assert policy.domain(with_lines.key).sublines == () and policy.domain(with_lines.key).budget == with_lines.budget + 1000
+    assert any(r.subline for r in base.rules if r.domain == with_lines.key)  # the baseline's rules drew on a line
+    assert not any(r.subline for r in policy.rules if r.domain == with_lines.key)  # now on the new total
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"process": {"bureaus": 3}}, "mine.toml: process.bureaus must be a table"),
+    ({"process": {"windows": {"continuous": 1}}}, "mine.toml: process.windows.continuous must be a table"),
+])
+def test_process_overrides_that_are_not_tables_name_the_file_and_path(data, message):
+    import sim.scenario as scenario
+    from sim.errors import ScenarioError
+
+    chosen = scenario.from_dict({"name": "p", **data}, origin="mine.toml")
+    with pytest.raises(ScenarioError) as info:
+        scenario.apply_process(chosen, sim.policy.load())
+    assert message in str(info.value)
+
+
+def test_an_unknown_bundled_model_lists_the_bundled_ones():
+    import sim.scenario as scenario
+    from sim.errors import ScenarioError
+
+    with pytest.raises(ScenarioError) as info:
+        scenario.from_dict({"name": "m", "model": "nowhere"}, origin="mine.toml")
+    assert "model 'nowhere' is not a bundled model (bundled: binjiang-2024, template)" in str(info.value)
+
+
+@pytest.mark.parametrize("value, text", [
+    (600, "export_value = 600: 1% x 600 (the part from 0 to 1,000), cap 30 -> 6"),
+    (1000.5, "export_value = 1,000.5: 1% x 1,000 (the part from 0 to 1,000) + 0.5% x 0.5 (the part from 1,000 up), "
+             "cap 30 -> 10.0025"),
+])
+def test_explaining_bands_counts_only_the_part_in_each_band(value, text):
+    import sim.awards
+
+    steps = {e["rule"]: e["steps"] for e in sim.awards.explain(sim.policy.load("template"), {"export_value": value})}
+    assert steps["t06-exports"] == [text]
