@@ -342,7 +342,9 @@ def test_format_param_and_condition_words():
 EXPLAINED = {  # firm -> {rule: (award, district, steps)}; each checked by hand against the policy text
     "binjiang-2024": ({"rd_spending": 12000, "rd_increase": 150, "tech_sme_scale": 0, "natprov_research_funds": 4000,
                        "incubatees_hightech_filed": 4, "incubator_stars": 3, "fv_software_national": 2,
-                       "major_tech_project": 1}, {
+                       "major_tech_project": 1, "hightech_project_supply_fee": 100}, {
+        "a05-hightech-supply-fee": (30.0, 0.0, ["30% x hightech_project_supply_fee 100 = 30 -> 30",  # no cap: none shown
+                                                "district share 0 -> district pays 0"]),
         "a11-major-project": (1000.0, 500.0, ["major_tech_project is set -> fixed 1,000",
                                               "district share 0.5 -> district pays 500"]),
         "a11-national-provincial-task": (500.0, 250.0, [
@@ -574,3 +576,77 @@ def test_explaining_bands_counts_only_the_part_in_each_band(value, text):
 
     steps = {e["rule"]: e["steps"] for e in sim.awards.explain(sim.policy.load("template"), {"export_value": value})}
     assert steps["t06-exports"] == [text]
+
+
+# ----------------------------------------------------------------------------- third round (written, not yet re-run)
+def _process_copy(tmp_path, old, new):
+    import shutil
+
+    folder = tmp_path / "m"
+    shutil.copytree(sim.policy.resolve_model("template"), folder)
+    path = folder / "process.toml"
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return folder
+
+
+def test_a_payment_day_past_the_28th_is_refused(tmp_path):
+    import sim.process
+    from sim.errors import SpecError
+
+    assert sim.process.load_process(_process_copy(tmp_path, "day_of_month = 25", "day_of_month = 28")).payment_days[1] == 58
+    with pytest.raises(SpecError, match=r"day_of_month must lie in 1-28, got 29"):
+        sim.process.load_process(_process_copy(tmp_path / "b", "day_of_month = 25", "day_of_month = 29"))
+
+
+def test_process_rules_may_cite_a_source_and_may_be_absent(tmp_path):
+    import sim.process
+
+    cited = _process_copy(tmp_path, "[rules.t06-exports]\napproval = 0.9\n",
+                          '[rules.t06-exports]\napproval = 0.9\nsource = "customs records"\n')
+    assert sim.process.load_process(cited).rules["t06-exports"].approval == 0.9
+
+    def drop_rules(text):
+        return text[:text.index("[rules.")]
+    folder = _process_copy(tmp_path / "b", "", "")
+    (folder / "process.toml").write_text(drop_rules((folder / "process.toml").read_text(encoding="utf-8")),
+                                         encoding="utf-8")
+    bare = sim.process.load_process(folder)
+    assert bare.rules["t06-exports"].approval == sim.process.load_process("template").rules["t04-new-high-tech"].approval
+
+
+def test_process_assumptions_are_filed_under_the_process_file():
+    import sim.process
+
+    model = sim.process.load_process("template")
+    assert model.uncertain and {u.file for u in model.uncertain} == {"process"}
+    assert ("payment", "day_of_month") in {u.path for u in model.uncertain}
+
+
+def test_the_baseline_scenario_is_titled_in_both_languages():
+    import sim.scenario as scenario
+
+    base = scenario.baseline()
+    assert (base.title_zh, base.title_en, base.is_baseline) == ("基准情景", "Baseline", True)
+
+
+def test_a_scenario_setting_a_rule_the_process_file_does_not_list():
+    import sim.scenario as scenario
+
+    policy = sim.policy.load("template")
+    chosen = scenario.from_dict({"name": "p", "model": "template",
+                                 "process": {"rules": {"t05-patents": {"approval": 0.5}}}})
+    model = scenario.apply_process(chosen, policy)
+    assert model.rules["t05-patents"].approval == 0.5
+
+
+def test_a_scenario_whose_policy_breaks_names_the_scenario():
+    import sim.scenario as scenario
+    from sim.errors import PolicyError
+
+    chosen = scenario.from_dict({"name": "r", "model": "template",
+                                 "policy": {"rules": {"t01-rd-increase": {"rate": 7}}}}, origin="rates.toml")
+    with pytest.raises(PolicyError) as info:
+        scenario.apply(chosen)
+    assert str(info.value).startswith("rates.toml (scenario applied to ")
