@@ -6,6 +6,7 @@ import pytest
 
 import sim.policy
 from sim.errors import PolicyError
+from tests.models import TEMPLATE, model_copy
 
 
 @pytest.mark.parametrize("model", ["binjiang-2024", "template"])
@@ -37,14 +38,10 @@ def test_load_examples_reads_every_case_as_written(model):
     (lambda t: t.replace("expect = { t01-rd-increase = 0 }", "expect = {}", 1), "a case needs `expect`"),
 ])
 def test_load_examples_rejects_a_wrong_case(tmp_path, edit, message):
-    import shutil
-
-    folder = tmp_path / "m"
-    shutil.copytree(sim.policy.resolve_model("template"), folder)
-    file = sorted((folder / "examples").glob("*.toml"))[0]
-    text = file.read_text(encoding="utf-8")
+    text = (TEMPLATE / "examples" / "article-01.toml").read_text(encoding="utf-8")
     assert edit(text) != text
-    file.write_text(edit(text), encoding="utf-8")
+    folder = model_copy(tmp_path, edits={"examples/article-01.toml": edit})
+    file = folder / "examples" / "article-01.toml"
     with pytest.raises(PolicyError) as info:
         sim.policy.load_examples(str(folder))
     assert message in str(info.value) and file.name in str(info.value)
@@ -580,15 +577,7 @@ def test_explaining_bands_counts_only_the_part_in_each_band(value, text):
 
 # ----------------------------------------------------------------------------- third round (written, not yet re-run)
 def _process_copy(tmp_path, old, new):
-    import shutil
-
-    folder = tmp_path / "m"
-    shutil.copytree(sim.policy.resolve_model("template"), folder)
-    path = folder / "process.toml"
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    return folder
+    return model_copy(tmp_path, edits={"process.toml": (old, new)})
 
 
 def test_a_payment_day_past_the_28th_is_refused(tmp_path):
@@ -607,11 +596,7 @@ def test_process_rules_may_cite_a_source_and_may_be_absent(tmp_path):
                           '[rules.t06-exports]\napproval = 0.9\nsource = "customs records"\n')
     assert sim.process.load_process(cited).rules["t06-exports"].approval == 0.9
 
-    def drop_rules(text):
-        return text[:text.index("[rules.")]
-    folder = _process_copy(tmp_path / "b", "", "")
-    (folder / "process.toml").write_text(drop_rules((folder / "process.toml").read_text(encoding="utf-8")),
-                                         encoding="utf-8")
+    folder = model_copy(tmp_path / "b", edits={"process.toml": lambda text: text[:text.index("[rules.")]})
     bare = sim.process.load_process(folder)
     assert bare.rules["t06-exports"].approval == sim.process.load_process("template").rules["t04-new-high-tech"].approval
 

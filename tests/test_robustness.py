@@ -23,26 +23,11 @@ import sim.results as results
 import sim.scenario as scenario
 from sim.cli import main
 from sim.errors import FiscalsimError, PolicyError, ScenarioError, SpecError
+from tests.models import model_copy
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "models" / "template"
 BINJIANG = ROOT / "models" / sim.policy.default_model()
-
-
-def model_copy(tmp_path, source=TEMPLATE, edits=None):
-    """A copy of a model folder with text edits: {file: (old, new)} or {file: callable(text) -> text}."""
-    folder = tmp_path / "model"
-    shutil.copytree(source, folder)
-    for name, edit in (edits or {}).items():
-        path = folder / name
-        text = path.read_text(encoding="utf-8")
-        if callable(edit):
-            new = edit(text)
-        else:
-            assert edit[0] in text, (name, edit[0])
-            new = text.replace(edit[0], edit[1], 1)
-        path.write_text(new, encoding="utf-8")
-    return folder
 
 
 def load_all(folder):
