@@ -79,7 +79,7 @@ def kernels(sizes, repeat=REPEAT):
     for n in sizes:
         columns = random_firms(policy, n)
         start = time.perf_counter()
-        matrix = fused.column_matrix(compiled, columns, n)
+        matrix = fused.column_matrix(compiled, columns)
         layout = time.perf_counter() - start
         fused.totals(policy, None, compiled, matrix, n)
         times = []

@@ -92,11 +92,11 @@ def compile_rules(policy: Policy) -> CompiledRules:
     )
 
 
-def column_matrix(compiled: CompiledRules, columns, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def column_matrix(compiled: CompiledRules, columns) -> tuple[np.ndarray, np.ndarray]:
     """Claimant attributes in the kernel's layout: money as (chunks, attributes, CHUNK) float64 and flags,
     counts and grades as (chunks, attributes, CHUNK) float32 (whole numbers, exact), chunk-major so
     that each chunk's columns lie together in memory.  The last chunk's tail is zero and never read."""
-    n = len(columns[compiled.columns[0]]) if n is None else n
+    n = len(columns[compiled.columns[0]])
     chunks = max(1, -(-n // CHUNK))
     full = n // CHUNK
     out = []
@@ -328,7 +328,7 @@ def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1
     kernel = per_claimant_parallel if n >= PARALLEL_FROM else per_claimant_serial
     for lo in range(0, n, block):
         hi = min(n, lo + block)
-        x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns}, hi - lo)
+        x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns})
         kernel(x64, x32, hi - lo, *_rule_arrays(compiled), compiled.inclusive, gross[:, lo:hi])
     return gross
 
@@ -344,7 +344,7 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
         return totals_numpy(policy, columns, compiled)
     if matrix is None:
         n = len(columns[compiled.columns[0]])
-        matrix = column_matrix(compiled, columns, n)
+        matrix = column_matrix(compiled, columns)
     x64, x32 = matrix
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
     sums, counts, firms = kernel(x64, x32, n, *_rule_arrays(compiled), compiled.n_domains, compiled.inclusive)

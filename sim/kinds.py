@@ -316,7 +316,7 @@ def all_numbers() -> tuple[str, ...]:
     return tuple(dict.fromkeys(n.name for k in KINDS.values() for n in k.numbers))
 
 
-def numpy_award(rule, columns, inclusive: bool = True) -> np.ndarray:
+def numpy_award(rule, columns, inclusive: bool) -> np.ndarray:
     """The rule's award by its kind's NumPy kernel (before eligibility, intensity and district share)."""
     return KINDS[rule.kind].numpy(rule, columns, inclusive)
 

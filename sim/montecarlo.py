@@ -26,7 +26,6 @@ import pandas as pd
 from sim import fused
 from sim import population as pop
 from sim.executors import Serial
-from sim.firms import FirmTable
 from sim.policy import Policy
 from sim.progress import progress_bar
 
@@ -44,17 +43,15 @@ class BlockTotals:
     firms: np.ndarray  # (1 + domains,) int64 claimants with any award: overall, then per domain
 
 
-def block_totals(policy: Policy, columns, compiled: fused.CompiledRules | None = None) -> BlockTotals:
-    """Evaluate every rule on one block of claimants and reduce it to totals.
+def block_totals(policy: Policy, columns: dict, compiled: fused.CompiledRules | None = None) -> BlockTotals:
+    """Evaluate every rule on one block of claimants (attribute name -> column) and reduce it to totals.
 
     One fused compiled pass (:mod:`sim.fused`) when numba is available, else the NumPy kernels with the
     same reduction; both give the same bits.
     """
-    n = len(next(iter(columns.values()))) if not isinstance(columns, FirmTable) else columns.n
-    table = columns.columns if isinstance(columns, FirmTable) else columns
-    if n == 0:
+    if len(next(iter(columns.values()))) == 0:
         return empty_totals(policy)
-    (award, district), claimants, firms = fused.totals(policy, table, compiled)
+    (award, district), claimants, firms = fused.totals(policy, columns, compiled)
     return BlockTotals(award=award, district=district, claimants=claimants, firms=firms)
 
 

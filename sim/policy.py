@@ -449,9 +449,7 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
         if len(span) != 2 or not all(isinstance(a, int) and not isinstance(a, bool) for a in span):
             problems.add(where, f"articles must be [first, last] article numbers, got {span!r}")
             span = [0, -1]
-        budget = t.number("budget", high=MONEY_CEILING)
-        if budget is not None and budget < 0:
-            problems.add(where, f"budget must be >= 0, got {budget:g}")
+        budget = t.number("budget", low=0, high=MONEY_CEILING)
         claims = t.param("claims_budget")
         if claims is not None and budget is not None and not 0 <= claims.value <= budget:
             problems.add(where, f"claims_budget must lie between 0 and the budget {budget:g}, got "
@@ -460,9 +458,7 @@ def _domains(raw: Any, problems: Problems) -> list[Domain]:
         for i, raw_line in enumerate(t.list("sublines")):
             lt = Table(raw_line, f"{where}, subline {i + 1}", problems,
                         allowed={"id", "name_en", "amount", "quote"})
-            amount = lt.number("amount", high=MONEY_CEILING)
-            if amount is not None and amount < 0:
-                problems.add(lt.where, f"amount must be >= 0, got {amount:g}")
+            amount = lt.number("amount", low=0, high=MONEY_CEILING)
             sublines.append(Subline(lt.str("id"), lt.str("name_en", required=False),
                                     amount or 0.0, lt.str("quote")))
         if sublines and budget is not None:

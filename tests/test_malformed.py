@@ -48,9 +48,18 @@ CASES = {
     "unknown attribute": (
         in_rule("a13-rd-increase-sme", 'base = "rd_increase"', 'base = "rd_increse"'),
         "rule a13-rd-increase-sme: base names unknown attribute 'rd_increse'"),
+    "a rate of a yes/no attribute": (
+        in_rule("a13-rd-increase-sme", 'base = "rd_increase"', 'base = "manufacturing"'),
+        "rule a13-rd-increase-sme: base 'manufacturing' must be of type float or int, is bool"),
     "sublines do not add up": (
         TEXT.replace("amount = 172000", "amount = 172001", 1),
         "domain investment: sublines add to 611001 萬元 but the budget is 611000 萬元"),
+    "negative sub-line amount": (
+        TEXT.replace("amount = 172000", "amount = -172000", 1),
+        "domain investment, subline 1: amount must be >= 0, got -172000"),
+    "negative domain budget": (
+        TEXT.replace("budget = 102000", "budget = -102000", 1),
+        "domain industry: budget must be >= 0, got -102000"),
     "amount is text": (
         in_rule("a11-major-project", "amount = 1000", 'amount = "1000"'),
         "rule a11-major-project: amount must be a number, got '1000'"),

@@ -208,3 +208,21 @@ def test_force_replaces_a_run_atomically(tmp_path):
                       force=True)
     assert results.load(tmp_path / "run").manifest["v"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["run"]
+
+
+def test_claims_are_kept_for_exactly_the_replications_asked_for():
+    job = mc.ClaimsJob(POLICY, SPEC, seed=5, n=2_000, keep_claims=2)
+    kept = [mc.replication_task(job, (r, ())).claims for r in range(3)]
+    assert kept[0] is not None and kept[1] is not None and kept[2] is None
+    assert len(kept[0].rule) > 0 and kept[0].rule.dtype == np.int64
+
+
+def test_a_model_with_no_claimants_keeps_empty_typed_claims_and_totals():
+    model = mc.Model(POLICY, SPEC, np.zeros_like(SPEC.counts(2_000, 1.0)))
+    output = mc.model_task(model, seed=5, replication=0, keep=True)
+    assert output.totals == [] and len(output.claims.rule) == 0
+    assert output.claims.rule.dtype == np.int64 and output.claims.amount.dtype == np.float64
+    rules, firms = mc.totals_frame(POLICY, [])
+    assert len(rules) == len(firms) == 0
+    assert rules["claimants"].dtype == np.int64 and firms["firms"].dtype == np.int64
+    assert rules["award"].dtype == rules["district"].dtype == np.float64

@@ -595,6 +595,9 @@ def test_process_rules_may_cite_a_source_and_may_be_absent(tmp_path):
     cited = _process_copy(tmp_path, "[rules.t06-exports]\napproval = 0.9\n",
                           '[rules.t06-exports]\napproval = 0.9\nsource = "customs records"\n')
     assert sim.process.load_process(cited).rules["t06-exports"].approval == 0.9
+    defaults = _process_copy(tmp_path / "c", "[defaults]\napproval = 0.95\n",
+                             '[defaults]\napproval = 0.9\nsource = "bureau statistics"\n')
+    assert sim.process.load_process(defaults).rules["t04-new-high-tech"].approval == 0.9
 
     folder = model_copy(tmp_path / "b", edits={"process.toml": lambda text: text[:text.index("[rules.")]})
     bare = sim.process.load_process(folder)
@@ -635,3 +638,103 @@ def test_a_scenario_whose_policy_breaks_names_the_scenario():
     with pytest.raises(PolicyError) as info:
         scenario.apply(chosen)
     assert str(info.value).startswith("rates.toml (scenario applied to ")
+
+
+def test_every_award_kernel_computes_in_float64_whatever_the_input_dtype():
+    """Counts and flags may arrive as float32 or int32 columns; the money must still be float64 products (3 x 0.1
+    in float32 is 0.30000001, in float64 0.30000000000000004): the kernels convert before multiplying."""
+    import numpy as np
+
+    from sim import kinds
+
+    narrow = np.array([3.0, 7.0, 1e4], dtype=np.float32)
+    wide = narrow.astype(np.float64)
+    pairs = [
+        (kinds.capped_rate(narrow, 0.1), wide * 0.1),
+        (kinds.capped_rate(narrow, 0.1, cap=np.inf, threshold=5.0), np.where(wide >= 5.0, wide * 0.1, 0.0)),
+        (kinds.share_of_external_funds(narrow, 0.1), wide * 0.1),
+        (kinds.per_unit_award(narrow, 0.1), wide * 0.1),
+        (kinds.per_unit_award(narrow.astype(np.int32), 0.1), wide * 0.1),
+        (kinds.marginal_rate(narrow, [0.0], [0.1]), wide * 0.1),
+        (kinds.co_funded_share(narrow, 0.1), wide * 0.1),
+        (kinds.tiered_award(narrow, [5.0], [0.1]), np.where(wide >= 5.0, 0.1, 0.0)),
+    ]
+    for got, expected in pairs:
+        assert got.dtype == np.float64
+        assert got.tobytes() == expected.tobytes()
+
+
+def test_an_uncertain_tier_is_listed_under_its_rule_and_tier_number(tmp_path):
+    folder = model_copy(tmp_path, edits={"policy.toml": (
+        "{ at = 4, amount = 20 }",
+        '{ at = 4, amount = { value = 20, assumed = true, why = "w", uncertainty = { range = [15, 25], group = "stars", why = "u" } } }')})
+    policy = sim.policy.load(folder)
+    tiers = [u for u in policy.uncertain() if "tier" in u.where]
+    assert len(tiers) == 1
+    index = policy.rule_ids.index("t08-care-home-stars")
+    assert tiers[0].where == "rule t08-care-home-stars, tier 2"
+    assert tiers[0].path == ("rules", index, "tiers", 1, "amount", "value")
+    assert (tiers[0].point, tiers[0].uncertainty.low, tiers[0].uncertainty.high) == (20.0, 15.0, 25.0)
+
+
+def test_a_mistake_in_the_model_table_is_placed_under_model(tmp_path):
+    folder = model_copy(tmp_path, edits={"policy.toml": lambda t: t.replace("[model]\n", "[model]\nedition = 2\n", 1)})
+    with pytest.raises(PolicyError) as error:
+        sim.policy.load(folder)
+    assert "policy.toml: [model]: unknown key 'edition'" in str(error.value)
+
+
+def test_a_domain_without_rules_has_zero_awards_in_the_domain_table(tmp_path):
+    import numpy as np
+
+    import sim.awards
+
+    def drop_livelihood(text):
+        blocks = text.split("[[rules]]")
+        return "[[rules]]".join([blocks[0], *(b for b in blocks[1:] if 'domain = "livelihood"' not in b)])
+
+    folder = model_copy(tmp_path, edits={"policy.toml": drop_livelihood})
+    policy = sim.policy.load(folder)
+    assert "livelihood" in policy.domain_keys and "livelihood" not in {r.domain for r in policy.rules}
+    firms = {a.name: np.full(3, 5.0 if a.type != "bool" else 1.0) for a in policy.input_attributes()}
+    table = sim.awards.evaluate(policy, firms).domain_table()
+    assert list(table.index) == list(policy.domain_keys)
+    assert table.loc["livelihood"].tolist() == [0.0, 0.0] and table["award"].sum() > 0
+
+
+def test_an_unknown_key_in_a_calibration_statistic_is_refused(tmp_path):
+    import sim.population
+    from sim.errors import SpecError
+
+    folder = model_copy(tmp_path, edits={"population.toml": (
+        'statistic = { kind = "count", attribute = "new_high_tech" }',
+        'statistic = { kind = "count", attribute = "new_high_tech", year = 2024 }')})
+    with pytest.raises(SpecError) as error:
+        sim.population.load_spec(folder)
+    assert "calibration new-high-tech, statistic: unknown key 'year'" in str(error.value)
+
+
+def test_a_count_loaded_on_the_event_factor_follows_it_and_keeps_its_mean():
+    """Template patents: Poisson mean 0.5 for large firms, loading 0.5 on the innovation factor (which R&D intensity
+    also follows): the counts rise with the factor, and exp(l z - l^2 / 2) leaves the mean unchanged."""
+    import numpy as np
+
+    import sim.population as pop
+
+    spec = pop.load_spec(TEMPLATE)
+    large = next(i for i, s in enumerate(spec.segments) if s.id == "large-firms")
+    m = 200_000
+    drawn = pop._draw_block(spec, spec.segments[large], large, m, np.random.default_rng(11))
+    patents, innovation = drawn["patents"], np.log(drawn["rd_intensity"])
+    assert abs(patents.mean() - 0.5) < 5 * np.sqrt(0.5 * np.exp(0.25) / m)  # variance of a lognormal-mixed Poisson
+    high = innovation > np.median(innovation)
+    assert patents[high].mean() > 1.3 * patents[~high].mean()
+
+
+def test_a_bad_issue_date_is_placed_under_calendar(tmp_path):
+    import sim.process
+    from sim.errors import SpecError
+
+    with pytest.raises(SpecError) as error:
+        sim.process.load_process(_process_copy(tmp_path, 'issued = "2024-03-01"', 'issued = "2023-03-01"'))
+    assert "process.toml: [calendar]: issued 2023-03-01 is outside 2024" in str(error.value)

@@ -17,12 +17,13 @@ not mutated (see do_not_mutate_patterns).
 Two passes, because the compiled kernels cannot be mutated while compiled:
 
 1. the whole of each core module with ``FISCALSIM_JIT=off`` (the NumPy path), in ``mutants/``;
-2. the compiled kernels of :mod:`sim.kinds` and :mod:`sim.fused` run as plain Python
-   (``FISCALSIM_JIT=python``), in a copy of the repository (``.mutation-kernels/``), against the tests
-   that compare them with the NumPy path.
+2. the compiled path -- the kernels of :mod:`sim.kinds` and :mod:`sim.fused`, and the functions of
+   :mod:`sim.fused` that only run when the kernels do (the column layout, the kernel calls) -- with the
+   kernels run as plain Python (``FISCALSIM_JIT=python``), in a copy of the repository
+   (``.mutation-kernels/``), against the tests that compare them with the NumPy path.
 
-The report counts a mutant as killed when a test failed or timed out, and as not killed when it survived or
-no test reached it; a kernel's mutants are taken from the second pass.
+The report counts a mutant as killed when a test failed or timed out in either pass that ran it, and as
+not killed when it survived or no test reached it in every pass that ran it.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ KERNEL_FUNCTIONS = [f"sim.fused.x_{name}*" for name in (
         "award_into")]
 KERNEL_TESTS = ["tests/test_fused.py", "tests/test_kinds.py", "tests/test_robustness.py::"
                 "test_the_award_intensity_applies_on_every_path"]
+# Functions outside the kernels whose results only the compiled path reads (the column layout, the kernel calls,
+# the kinds' numbers packed for the kernels) run in pass 2; those with a NumPy branch too run in both passes.
+BOTH_PASSES = [f"sim.fused.x_{name}__mutmut*" for name in ("awards_per_claimant", "totals", "compile_rules")]
+COMPILED_PATH = KERNEL_FUNCTIONS + BOTH_PASSES + [f"sim.fused.x_{name}__mutmut*" for name in (
+    "column_matrix", "_rule_arrays")] + [f"sim.kinds.x_{name}__mutmut*" for name in (
+        "_rate_pack", "_share_pack", "_fixed_pack", "_no_numbers", "_unit_pack", "_bands_pack", "packed")]
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
 
@@ -58,7 +65,14 @@ def _mutmut(args: list[str], cwd: Path, jit: str) -> None:
 def run(children: int, modules: tuple[str, ...] = MODULES) -> None:
     print(f"pass 1: {', '.join(modules)}, FISCALSIM_JIT=off", flush=True)
     _mutmut(["run", "--max-children", str(children), *(f"sim.{m}.*" for m in modules)], ROOT, "off")
-    print("pass 2: the compiled kernels as Python, FISCALSIM_JIT=python", flush=True)
+    compiled = [p for p in COMPILED_PATH if p.split(".")[1] in modules]
+    if compiled:
+        print("pass 2: the compiled path as Python, FISCALSIM_JIT=python", flush=True)
+        _pass2(children, compiled)
+
+
+def _pass2(children: int, names: list[str]) -> None:
+    """Run mutants of the compiled path with the kernels as plain Python, in a fresh copy of the repository."""
     if KERNELS.exists():
         shutil.rmtree(KERNELS)
     shutil.copytree(ROOT, KERNELS, ignore=shutil.ignore_patterns(".git", "mutants", ".mutation-kernels",
@@ -67,7 +81,7 @@ def run(children: int, modules: tuple[str, ...] = MODULES) -> None:
     selection = re.compile(r"pytest_add_cli_args_test_selection = \[.*?\]", re.S)
     config = selection.sub("pytest_add_cli_args_test_selection = " + repr(KERNEL_TESTS).replace("'", '"'), config)
     (KERNELS / "pyproject.toml").write_text(config, encoding="utf-8")
-    _mutmut(["run", "--max-children", str(children), *KERNEL_FUNCTIONS], KERNELS, "python")
+    _mutmut(["run", "--max-children", str(children), *names], KERNELS, "python")
 
 
 SAMPLE = ROOT / "mutants" / "sample.json"
@@ -82,12 +96,12 @@ def _all_mutants(modules: tuple[str, ...]) -> dict[str, list[str]]:
     out = {}
     for module in modules:
         meta = json.loads((ROOT / "mutants" / "sim" / f"{module}.py.meta").read_text(encoding="utf-8"))
-        out[module] = sorted(k for k in meta["exit_code_by_key"] if not _is_kernel(k))
+        out[module] = sorted(meta["exit_code_by_key"])
     return out
 
 
 def sample(per_module: int, seed: int, children: int, modules: tuple[str, ...] = MODULES) -> None:
-    """Run a seeded random sample of ``per_module`` mutants of each module (pass 1 only)."""
+    """Run a seeded random sample of ``per_module`` mutants of each module, each in the pass(es) it belongs to."""
     import json
     import random
 
@@ -96,8 +110,14 @@ def sample(per_module: int, seed: int, children: int, modules: tuple[str, ...] =
     SAMPLE.write_text(json.dumps({"seed": seed, "per_module": per_module, "mutants": chosen}, indent=1),
                       encoding="utf-8")
     names = [n for ns in chosen.values() for n in ns]
-    print(f"sample: {len(names)} mutants ({per_module} per module, seed {seed})", flush=True)
-    _mutmut(["run", "--max-children", str(children), *names], ROOT, "off")
+    first = [n for n in names if not _matches(n, COMPILED_PATH) or _matches(n, BOTH_PASSES)]
+    second = [n for n in names if _matches(n, COMPILED_PATH)]
+    print(f"sample: {len(names)} mutants ({per_module} per module, seed {seed}); "
+          f"{len(first)} in pass 1, {len(second)} in pass 2", flush=True)
+    if first:
+        _mutmut(["run", "--max-children", str(children), *first], ROOT, "off")
+    if second:
+        _pass2(children, second)
 
 
 def _statuses(cwd: Path) -> dict[str, str]:
@@ -113,13 +133,23 @@ def _statuses(cwd: Path) -> dict[str, str]:
     return out
 
 
-def _is_kernel(name: str) -> bool:
-    return any(re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), name) for pattern in KERNEL_FUNCTIONS)
+def _matches(name: str, patterns: list[str]) -> bool:
+    return any(re.fullmatch(pattern.replace(".", r"\.").replace("*", ".*"), name) for pattern in patterns)
+
+
+def _combined(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
+    """One status per mutant: killed when either pass that ran it killed it."""
+    out = {k: v for k, v in first.items() if not _matches(k, COMPILED_PATH) or _matches(k, BOTH_PASSES)}
+    for name, status in second.items():
+        if not _matches(name, COMPILED_PATH):
+            continue
+        if name not in out or status in KILLED or out[name] not in KILLED and out[name] != "survived":
+            out[name] = status
+    return out
 
 
 def report(survivors: bool, sampled: bool = False) -> dict[str, tuple[int, int]]:
-    statuses = {k: v for k, v in _statuses(ROOT).items() if not _is_kernel(k)}
-    statuses.update({k: v for k, v in _statuses(KERNELS).items() if _is_kernel(k)})
+    statuses = _combined(_statuses(ROOT), _statuses(KERNELS))
     if sampled:
         import json
 
