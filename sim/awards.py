@@ -8,6 +8,7 @@ not once per firm) and returns an :class:`Awards` table.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from sim import kinds
+from sim.errors import FirmTableError
 from sim.firms import FirmTable, firm_table
 
 # The kernels live in the registry of rule kinds (one pure function per award pattern); re-exported here.
@@ -58,7 +60,7 @@ def eligible(columns: Mapping[str, np.ndarray], conditions: tuple[Condition, ...
 
 
 # ----------------------------------------------------------------------------- one rule
-def rule_award(rule: Rule, columns: Mapping[str, np.ndarray], inclusive: bool = True) -> np.ndarray:
+def rule_award(rule: Rule, columns: Mapping[str, np.ndarray], inclusive: bool) -> np.ndarray:
     """The planned award of one rule for every claimant in ``columns`` (before the district split):
     the kind's kernel, then the eligibility conditions, then the award intensity."""
     award = numpy_award(rule, columns, inclusive)
@@ -111,7 +113,7 @@ class Awards:
 
     def domain_table(self) -> pd.DataFrame:
         """Totals per funding domain, in the model's domain order."""
-        table = self.rule_table().groupby("domain", sort=False)[["award", "district"]].sum()
+        table = self.rule_table().groupby("domain")[["award", "district"]].sum()
         return table.reindex(list(self.policy.domain_keys), fill_value=0.0)
 
 
@@ -129,11 +131,12 @@ def evaluate(policy: Policy, firms: Any, *, chunk_size: int = DEFAULT_CHUNK,
     >>> awards.frame()["t01-rd-increase"].tolist()
     [15.0, 50.0]
     """
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
+        raise FirmTableError(f"chunk_size must be a whole number >= 1, got {chunk_size!r}")
     table = firms if isinstance(firms, FirmTable) else firm_table(policy, firms, source=source,
                                                                   validate=validate, first_row=first_row)
     inclusive = policy.reading.threshold_inclusive
     gross = np.empty((len(policy.rules), table.n), dtype=np.float64)
-    chunk_size = max(1, int(chunk_size))
     for start in range(0, table.n, chunk_size):
         stop = min(start + chunk_size, table.n)
         chunk = {name: column[start:stop] for name, column in table.columns.items()}

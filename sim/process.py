@@ -244,7 +244,7 @@ def _rule_settings(top: Table, policy: Policy, windows: Mapping[str, Window], bu
         if raw:
             check_provenance(t)
             unsure.table(t, ("rules", rule.id))
-        values = {k: (t.number(k, required=False, high=366.0) if k in t.data else base[k]) or 0.0 for k in base}
+        values = {k: (t.number(k, high=366.0) if k in t.data else base[k]) or 0.0 for k in base}
         if not 0 <= values["approval"] <= 1:
             problems.add(where, f"approval must lie in [0, 1], got {values['approval']:g}")
         for k in ("notice_days", "expert_days"):

@@ -156,7 +156,8 @@ class Table:
     def __init__(self, data: Any, where: str, problems: Problems, allowed: set[str] | None = None):
         self.where = where
         self.problems = problems
-        if not isinstance(data, dict):
+        self.is_table = isinstance(data, dict)  # if not, one problem says so, and its fields are not asked for too
+        if not self.is_table:
             problems.add(where, f"must be a table, got {type(data).__name__}")
             data = {}
         self.data = data
@@ -166,7 +167,8 @@ class Table:
                     problems.add(where, f"unknown key {key!r} (allowed: {', '.join(sorted(allowed))})")
 
     def _missing(self, key: str) -> None:
-        self.problems.add(self.where, f"{key} is required")
+        if self.is_table:
+            self.problems.add(self.where, f"{key} is required")
 
     def str(self, key: str, required: bool = True, default: str = "") -> str:
         """Text; an empty (or blank) string is never accepted: a name, id or quote must say something."""
@@ -437,7 +439,7 @@ def read_toml(file: Path, error: type[FiscalsimError], missing: str) -> tuple[di
 
 def check_provenance(t: Table) -> None:
     """A table of model numbers must say where they come from: `source`, or `assumed = true` with `why`."""
-    if "source" not in t.data and "assumed" not in t.data:
+    if t.is_table and "source" not in t.data and "assumed" not in t.data:
         t.problems.add(t.where, "give a `source` or `assumed = true` with `why`")
     if "source" in t.data:
         t.str("source")

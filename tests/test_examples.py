@@ -54,7 +54,7 @@ def test_every_rule_is_worked_in_each_regime(model, rule):
         assert any(v == pytest.approx(cap) for _, v in cases), "needs a case at the cap"
         uncapped = dataclasses.replace(rule, numbers={k: p for k, p in rule.numbers.items() if k != "cap"},
                                        tiers=() if rule.tier_base else rule.tiers, tier_base=None)
-        assert any(rule_award(uncapped, firm_row(POLICIES[model], f))[0] > cap for f, _ in cases), \
+        assert any(rule_award(uncapped, firm_row(POLICIES[model], f), True)[0] > cap for f, _ in cases), \
             "needs a case above the cap"
     for tier in rule.tiers:
         tb = rule.tier_base or rule.base

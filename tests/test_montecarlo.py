@@ -226,3 +226,16 @@ def test_a_model_with_no_claimants_keeps_empty_typed_claims_and_totals():
     assert len(rules) == len(firms) == 0
     assert rules["claimants"].dtype == np.int64 and firms["firms"].dtype == np.int64
     assert rules["award"].dtype == rules["district"].dtype == np.float64
+
+
+def test_tasks_partition_a_replications_blocks(monkeypatch):
+    monkeypatch.setattr(mc, "CLAIMANTS_PER_TASK", 20_000)
+    job = mc.ClaimsJob(POLICY, SPEC, seed=5, n=100_000)
+    groups = job.groups()
+    assert len(groups) > 2 and all(isinstance(g, tuple) and g for g in groups)
+    assert [k for g in groups for k in g] == list(range(len(job.plan)))
+    sizes = [sum(job.plan[k][2] for k in g) for g in groups]
+    assert all(s >= 20_000 for s in sizes[:-1])
+    parts = [mc.replication_task(job, (0, g)) for g in groups]
+    whole = mc.replication_task(job, (0, ()))
+    assert sum(len(p.totals) for p in parts) == len(whole.totals) == len(job.plan)

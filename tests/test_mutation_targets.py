@@ -738,3 +738,147 @@ def test_a_bad_issue_date_is_placed_under_calendar(tmp_path):
     with pytest.raises(SpecError) as error:
         sim.process.load_process(_process_copy(tmp_path, 'issued = "2024-03-01"', 'issued = "2023-03-01"'))
     assert "process.toml: [calendar]: issued 2023-03-01 is outside 2024" in str(error.value)
+
+
+def test_explain_reads_defaults_conditions_and_an_exclusive_reading(tmp_path):
+    """A model that reads 「以上」 as exclusive, with a default for R&D spending and a rule with two conditions:
+    the explanation takes the default for a missing attribute, lists both conditions, and applies '>'."""
+    import sim.awards
+
+    folder = model_copy(tmp_path, edits={"policy.toml": lambda text: text.replace(
+        "threshold_inclusive = true", "threshold_inclusive = false", 1).replace(
+        'type = "float"\nunit = "萬元"\ndescription = "R&D spending in the year"',
+        'type = "float"\nunit = "萬元"\ndescription = "R&D spending in the year"\ndefault = 6000', 1).replace(
+        'base = "external_funds"\nrate = 0.20',
+        'base = "external_funds"\neligibility = [{ attribute = "patents", at_least = 1 }, '
+        '{ attribute = "new_high_tech", equals = 1 }]\nrate = 0.20', 1)})
+    policy = sim.policy.load(folder)
+    assert not policy.reading.threshold_inclusive
+    firm = {"rd_increase": 100, "external_funds": 100, "patents": 2, "new_high_tech": 1, "home_stars": 4}
+    got = {e["rule"]: (e["award"], e["steps"]) for e in sim.awards.explain(policy, firm)}
+    assert got["t01-rd-increase"] == (50.0, [
+        "rd_increase = 100 > threshold 100? no", "10% x rd_increase 100 = 10, cap 50 -> 0",
+        "direct tiers (rd_spending > 5,000: 50); rd_spending = 6,000 -> 50; the larger of the two: 50"])
+    assert got["t02-matching"] == (20.0, [
+        "eligibility patents >= 1, new_high_tech == 1: patents = 2, new_high_tech = 1 -> met",
+        "20% x external_funds 100 = 20, cap 100 -> 20"])
+    assert got["t08-care-home-stars"] == (10.0, ["home_stars = 4 against tiers (> 3: 10, > 4: 20, > 5: 30) -> 10"])
+
+
+def test_a_bureau_without_an_english_name_is_shown_by_its_own_name(tmp_path):
+    import sim.process
+
+    model = sim.process.load_process(_process_copy(tmp_path, 'name_en = "Science and Technology Bureau"\n', ""))
+    assert not model.bureaus["區科技局"].name_en
+    assert model.bureau_label("區科技局", "en") == "區科技局"
+    assert model.bureau_label("區經信局", "en") == "Economy and Information Bureau"
+
+
+def test_scenario_mistakes_name_the_scenario_and_the_entry(tmp_path):
+    import sim.scenario as scenario
+    from sim.errors import ScenarioError
+
+    bad = scenario.from_dict({"name": "t", "population": {"claimants": {"enterprise": {"attributes": {
+        "no_such": {"mean": 1}}}}}})
+    with pytest.raises(ScenarioError) as error:
+        scenario.apply(bad)
+    assert str(error.value) == ("<scenario>: population.claimants.enterprise.attributes.no_such: no such entry in the "
+                                "model's population specification")
+    with pytest.raises(ScenarioError) as error:
+        scenario.load(tmp_path / "missing.toml")
+    assert str(error.value).startswith(f"{tmp_path / 'missing.toml'}: no such scenario file and no bundled scenario")
+    assert scenario.baseline().name == "baseline" and scenario.load("baseline").name == "baseline"
+
+
+@pytest.mark.parametrize("solver", ["cbc", "highs"])
+def test_pulp_hands_the_lp_to_the_solver_asked_for(monkeypatch, solver):
+    """Through PuLP, the solver named is the one that solves (PuLP alone would fall back to its default, CBC)."""
+    import sim.budget
+
+    chosen = sim.budget._pulp_solver(solver)
+    calls = []
+    original = type(chosen).actualSolve
+
+    def recording(self, lp, **kwargs):
+        calls.append(type(self).__name__)
+        return original(self, lp, **kwargs)
+
+    monkeypatch.setattr(type(chosen), "actualSolve", recording)
+    monkeypatch.setattr(sim.budget, "_pulp_solver", lambda name: chosen)
+    solution = sim.budget.solve(_tiny_lp(-3.0, rhs_eq=1.0), solver)
+    assert calls == [type(chosen).__name__] and solution.objective == pytest.approx(3.0)
+
+
+def test_the_membership_matrix_has_a_row_for_a_last_domain_without_rules():
+    import numpy as np
+
+    from sim.budget import ClaimsInput
+
+    data = ClaimsInput(rules=("r1", "r2", "r3"), domains=("a", "b", "c"), claims=np.array([1.0, 2.0, 3.0]),
+                       rule_domain=np.array([0, 1, 0]), budgets=np.array([5.0, 5.0, 5.0]), weights=np.ones(3),
+                       sublines=(), net_total=15.0)
+    assert data.membership().toarray().tolist() == [[1.0, 0.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    assert data.domain_claims().tolist() == [4.0, 2.0, 0.0]
+
+
+def test_tier_bounds_may_go_as_low_as_the_attribute_they_read(tmp_path):
+    """Tiers on an attribute that may be negative (an R&D increase, min -1e12) may start below zero; on one that
+    may not (R&D spending, min 0) they may not."""
+    negative = {"policy.toml": lambda t: t.replace('tier_base = "rd_spending"\ntiers = [{ at = 5000, amount = 50 }]',
+                                                   'tier_base = "rd_increase"\ntiers = [{ at = -100, amount = 50 }]', 1)}
+    rule = sim.policy.load(model_copy(tmp_path / "a", edits=negative)).rule("t01-rd-increase")
+    assert rule.tier_base == "rd_increase" and rule.tiers[0].at == -100.0
+    below = {"policy.toml": ("tiers = [{ at = 5000, amount = 50 }]", "tiers = [{ at = -100, amount = 50 }]")}
+    with pytest.raises(PolicyError, match=r"rule t01-rd-increase, tier 1: at must be >= 0, got -100"):
+        sim.policy.load(model_copy(tmp_path / "b", edits=below))
+
+
+def test_a_mistake_in_the_budget_total_is_placed_under_budget_total(tmp_path):
+    folder = model_copy(tmp_path, edits={"policy.toml": lambda t: t.replace("[budget_total]\n", "[budget_total]\nx = 1\n", 1)})
+    with pytest.raises(PolicyError, match=r"policy.toml: \[budget_total\]: unknown key 'x'"):
+        sim.policy.load(folder)
+
+
+def test_population_file_shapes(tmp_path):
+    """A categorical may put all its weight on one value; an unknown key of a claimant's table and a segment that is
+    not a table are refused by name."""
+    import numpy as np
+
+    import sim.population as pop
+    from sim.errors import SpecError
+
+    certain = model_copy(tmp_path / "a", edits={"population.toml": (
+        "probabilities = [0.15, 0.15, 0.2, 0.3, 0.15, 0.05]", "probabilities = [0, 0, 0, 0, 1, 0]")})
+    spec = pop.load_spec(certain)
+    homes = next(i for i, s in enumerate(spec.segments) if s.claimant == "care_home")
+    assert np.all(pop.draw_block(spec, 1, 0, homes, 0, 50)["home_stars"] == 4)
+    unknown = model_copy(tmp_path / "b", edits={"population.toml": (
+        'event_factor = "innovation"', 'event_factor = "innovation"\nlabel = "firms"')})
+    with pytest.raises(SpecError, match=r"\[claimants.enterprise\]: unknown key 'label'"):
+        pop.load_spec(unknown)
+    data = tomllib.loads((TEMPLATE / "population.toml").read_text(encoding="utf-8"))
+    data["segments"] = [3, *data["segments"]]
+    with pytest.raises(SpecError) as error:
+        pop.spec_from_dict(data, sim.policy.load("template"), origin="edited.toml")
+    assert str(error.value).endswith("edited.toml: segments entry 1: must be a table, got int")
+    assert "problems" not in str(error.value)  # one message: the fields of a non-table are not asked for too
+
+
+def test_a_population_a_scenario_breaks_is_reported_under_the_scenario():
+    import sim.scenario as scenario
+    from sim.errors import SpecError
+
+    bad = scenario.from_dict({"name": "t", "population": {"segments": {"iot-small": {"count": -5}}}})
+    with pytest.raises(SpecError) as error:
+        scenario.apply(bad)
+    assert str(error.value) == ("<scenario> (scenario applied to models/binjiang-2024/population.toml): segment "
+                                "iot-small: count must lie in 0-10,000,000, got -5")
+
+
+def test_an_in_process_run_records_its_settings():
+    import sim.montecarlo as mc
+    import sim.scenario as scenario
+
+    policy, spec = scenario.apply(scenario.baseline("template"))
+    result = mc.run(policy, spec, replications=2, seed=1, n=500, scale=1.0, progress=False)
+    assert result.settings == {"n": 500, "scale": 1.0, "workers": 1}

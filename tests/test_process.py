@@ -150,6 +150,21 @@ def test_summary_over_replications():
     assert set(tables["process_runout_summary"]["domain"]) == set(POLICY.domain_keys)
     assert len(tables["process_events"]) == 3 and (tables["process_events"]["events"] > 0).all()
     assert {"days_to_payment_p50", "days_to_payment_p95"} <= set(tables["process_waits_bureau"].columns)
+    # The summary arrays shipped between workers give the same tables as each run's own applications.
+    assert list(tables["process_cash"].columns) == ["replication", "domain", "month", "paid", "cumulative"]
+    assert list(tables["process_runout_summary"]["domain"]) == list(POLICY.domain_keys)
+    outcomes = tables["process_outcomes"]
+    assert outcomes["applications"].dtype == outcomes["approved"].dtype == np.int64
+    for k, run in enumerate(runs):
+        mine = outcomes[outcomes["replication"] == k].set_index("domain")
+        theirs = run.outcomes("domain").set_index("domain")
+        assert (theirs["approved"] > 0).any() and (theirs["approved"] < theirs["applications"]).any()
+        for column in ("applications", "approved", "rejections"):
+            assert mine.loc[theirs.index, column].tolist() == theirs[column].tolist(), column
+        for column in ("claimed", *pr.OUTCOMES):
+            assert np.allclose(mine.loc[theirs.index, column], theirs[column], rtol=1e-12, atol=1e-9), column
+        cash = tables["process_cash"][tables["process_cash"]["replication"] == k]
+        assert np.allclose(cash.groupby("domain")["paid"].sum().reindex(theirs.index), theirs["paid"], atol=1e-9)
 
 
 def test_scenario_sets_the_exhaustion_rule_and_staffing():
@@ -183,3 +198,19 @@ def test_bad_process_settings_are_rejected(tmp_path, edit, message):
     with pytest.raises(SpecError) as info:
         pr.load_process(folder)
     assert message in str(info.value)
+
+
+def test_pro_rata_with_an_empty_budget_pays_nothing_and_cuts_everything():
+    claims = baseline_claims(n=20000)
+    empty = {d: 0.0 for d in MODEL.budgets}
+    result = pr.simulate(claims, MODEL.with_changes(exhaustion="pro_rata"), seed=3, budgets=empty)
+    outcomes = result.outcomes("domain")
+    approved = result.applications[result.applications["approved"]]
+    assert (outcomes["paid"] == 0).all() and len(approved) > 0
+    assert (approved["paid"] == 0).all() and (approved["cut"] > 0).sum() > 0.5 * len(approved)
+    assert np.allclose(approved["cut"] + approved["unpaid"] + approved["deferred"], approved["amount"], rtol=1e-12)
+
+
+def test_claimant_counts_are_whole_numbers_in_the_run_tables():
+    result = mc.run(POLICY, SPEC, replications=1, seed=2, n=5000, progress=False)
+    assert result.rules["claimants"].dtype == np.int64 and result.firms["firms"].dtype == np.int64

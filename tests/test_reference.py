@@ -1,10 +1,12 @@
 """evaluate() agrees with a plain one-claimant-at-a-time implementation written from the text."""
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 import sim.policy
 from sim.awards import evaluate
+from sim.errors import FirmTableError
 from tests.reference import awards_for
 from tests.strategies import claimant_tables
 
@@ -39,3 +41,6 @@ def test_chunk_size_does_not_change_results():
     whole = evaluate(POLICY, table, chunk_size=n).gross
     for chunk in (1, 999, 4096):
         assert np.array_equal(evaluate(POLICY, table, chunk_size=chunk).gross, whole)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(FirmTableError, match="chunk_size must be a whole number >= 1"):
+            evaluate(POLICY, table, chunk_size=bad)

@@ -91,8 +91,8 @@ def _all_mutants(modules: tuple[str, ...]) -> dict[str, list[str]]:
     """Mutant names per module, from mutmut's generated ``mutants/sim/<module>.py.meta`` files."""
     import json
 
-    if not (ROOT / "mutants" / "sim").is_dir():
-        _mutmut(["print-time-estimates", "sim.policy.x_load*"], ROOT, "off")  # generates the mutants
+    if not (ROOT / "mutants" / "sim").is_dir():  # a fresh checkout: generate the mutants (and the test timings)
+        _mutmut(["run", "--max-children", "1", "sim.no_module.x_no_function"], ROOT, "off")
     out = {}
     for module in modules:
         meta = json.loads((ROOT / "mutants" / "sim" / f"{module}.py.meta").read_text(encoding="utf-8"))
