@@ -139,11 +139,12 @@ def _matches(name: str, patterns: list[str]) -> bool:
 
 def _combined(first: dict[str, str], second: dict[str, str]) -> dict[str, str]:
     """One status per mutant: killed when either pass that ran it killed it."""
+    def rank(status: str) -> int:  # killed beats survived, which beats "no tests", which beats "not checked"
+        return 3 if status in KILLED else {"survived": 2, "no tests": 1}.get(status, 0)
+
     out = {k: v for k, v in first.items() if not _matches(k, COMPILED_PATH) or _matches(k, BOTH_PASSES)}
     for name, status in second.items():
-        if not _matches(name, COMPILED_PATH):
-            continue
-        if name not in out or status in KILLED or out[name] not in KILLED and out[name] != "survived":
+        if _matches(name, COMPILED_PATH) and rank(status) > rank(out.get(name, "")):
             out[name] = status
     return out
 
