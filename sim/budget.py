@@ -214,6 +214,7 @@ class ClaimsInput:
     weights: np.ndarray  # (rules,) priority weights
     sublines: tuple[tuple[str, np.ndarray, float], ...]  # (name, rule indices, amount)
     net_total: float
+    spending_floors: tuple[tuple[str, int, float, float], ...] = ()  # (name, domain index, share, margin)
 
     @classmethod
     def from_policy(cls, policy: Policy, expected_claims: pd.Series | dict) -> ClaimsInput:
@@ -238,6 +239,7 @@ class ClaimsInput:
             budgets=np.array([d.claims_budget.value for d in policy.domains]),
             weights=np.array([r.priority.value for r in policy.rules]),
             sublines=tuple(sublines), net_total=policy.net_total,
+            spending_floors=tuple((f.id, index[f.domain], f.share, f.margin.value) for f in policy.spending_floors),
         )
 
     def domain_claims(self) -> np.ndarray:
@@ -270,6 +272,36 @@ def subline_rows(data: ClaimsInput, width: int) -> RowBlock | None:
     return RowBlock("subline", tuple(s[0] for s in data.sublines), matrix, np.array([s[2] for s in data.sublines]))
 
 
+def spending_floor_rows(data: ClaimsInput, offset: int, width: int) -> RowBlock | None:
+    """A field's share of all spending (article 47: two thirds for livelihood) kept when budgets b (at
+    ``offset``) replace the plan B: share x sum(b - B) - (b_f - B_f) <= margin, i.e. the domain gives up at
+    most its margin, and every extra 萬元 elsewhere needs ``share`` of it in the domain."""
+    if not data.spending_floors:
+        return None
+    k = len(data.domains)
+    matrix = np.zeros((len(data.spending_floors), width))
+    rhs = np.zeros(len(data.spending_floors))
+    for i, (_, domain, share, margin) in enumerate(data.spending_floors):
+        matrix[i, offset:offset + k] = share
+        matrix[i, offset + domain] -= 1.0
+        rhs[i] = margin + share * data.budgets.sum() - data.budgets[domain]
+    return RowBlock("spending_floor", tuple(f[0] for f in data.spending_floors), sparse.csr_matrix(matrix), rhs)
+
+
+def check_spending_floors(data: ClaimsInput, budgets: np.ndarray, what: str) -> None:
+    """Budgets other than the plan must keep every spending floor; else one message naming it."""
+    block = spending_floor_rows(data, 0, len(data.domains))
+    if block is None:
+        return
+    lhs = block.matrix @ budgets
+    for name, value, rhs, (_, domain, share, margin) in zip(block.names, lhs, block.rhs, data.spending_floors):
+        if value > rhs + 1e-6 * max(1.0, abs(rhs)):
+            raise BudgetError(
+                f"{what}: the budgets break spending floor {name}: domain {data.domains[domain]} would need "
+                f"{value - rhs:,.1f} 萬元 more to keep its share of {share:.2%} of all spending (margin "
+                f"{margin:,.1f} 萬元); give it that much, or change the floor's margin in policy.toml")
+
+
 def total_rows(data: ClaimsInput, width: int, total: float) -> RowBlock:
     """All funded claims together stay within the net total (108.9億 after overlap)."""
     matrix = sparse.csr_matrix(np.concatenate([np.ones(len(data.rules)), np.zeros(width - len(data.rules))])[None, :])
@@ -297,6 +329,7 @@ def build_coverage(data: ClaimsInput, budgets: np.ndarray | None = None,
                 "lower the commitment or raise the budget")
     if (data.weights < 0).any():
         raise BudgetError("coverage LP: priority weights must be >= 0")
+    check_spending_floors(data, budgets, "coverage LP")
     n = len(data.rules)
     lp = LinearProgram("coverage LP", tuple(f"fund:{r}" for r in data.rules),
                        cost=-(data.weights + 1e-9),  # a tiny weight keeps zero-priority claims funded when free
@@ -362,7 +395,8 @@ def build_reallocation(data: ClaimsInput, envelope: float | None = None) -> Line
     moves the least money.
 
     Variables: budgets b, shortfalls s, increases p and decreases m (b = B + p - m).
-    Minimise sum(s) + 1e-6 sum(p + m) subject to claims_d - b_d <= s_d and sum(b) = envelope.
+    Minimise sum(s) + 1e-6 sum(p + m) subject to claims_d - b_d <= s_d and sum(b) = envelope, and the
+    spending floors (article 47's two thirds for livelihood, :func:`spending_floor_rows`).
     """
     start = time.perf_counter()
     k = len(data.domains)
@@ -383,6 +417,9 @@ def build_reallocation(data: ClaimsInput, envelope: float | None = None) -> Line
                                   data.budgets.astype(float)))
     lp.equalities.append(RowBlock("envelope", ("envelope",), sparse.csr_matrix(
         np.concatenate([np.ones(k), np.zeros(3 * k)])[None, :]), np.array([envelope])))
+    floors = spending_floor_rows(data, 0, 4 * k)
+    if floors is not None:
+        lp.inequalities.append(floors)
     lp.build_seconds = time.perf_counter() - start
     return lp
 

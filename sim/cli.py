@@ -6,6 +6,7 @@
     fiscalsim calibrate [--seed S] [--replications R]
     fiscalsim run [SCENARIO] --replications R --seed S --out DIR [--workers N | --scheduler ADDR]
     fiscalsim budget RUN_DIR [--level 0.95] [--tolerance X] [--solver cbc|highs|scipy]
+    fiscalsim design RUN_DIR [--level 0.95] [--tolerance 0.01] [--reallocate] [--cap-rule RULE]
     fiscalsim report RUN_DIR [--lang zh|en]     (draws the tables the run wrote)
     fiscalsim compare RUN_A RUN_B ...
 
@@ -309,6 +310,51 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_design(args: argparse.Namespace) -> int:
+    run = results.load(args.run_dir)
+    lang = language.check(args.lang)
+    t = language.labels(lang)
+    policy = run.policy()
+    if args.verify:
+        from sim import design as design_module
+
+        table = pipeline.verify_design(run, results.load(args.verify))
+        print(design_module.verify_text(table, lang))
+        return 0
+    if args.cap_rule:
+        from sim import design as design_module
+
+        out = pipeline.cap_redesign_of(run, args.cap_rule, number=args.number, level=args.level,
+                                       tolerance=args.tolerance, save=not args.no_save, progress=not args.no_progress)
+        print(design_module.cap_text(out, policy, lang))
+        return 0
+    out = pipeline.design_of(run, level=args.level, tolerance=args.tolerance, objective=args.objective,
+                             reallocate=args.reallocate, floor=args.floor, solver=args.solver, save=not args.no_save)
+    tables = out["tables"]
+    shown_run = results.Run(run.path, run.manifest, {}, {}, {"design": results.Run(
+        None, {"settings": out["settings"]}, tables)})
+    rules, lines = report.design_display(report.design_rules_table(shown_run), report.design_lines_table(shown_run),
+                                         policy, lang)
+    print(t["design_title"])
+    print(report.design_intro(shown_run, lang) + "\n")
+    print(t["design_rules"])
+    print(rules.to_string(index=False) if len(rules) else t["design_none"])
+    print("\n" + t["design_lines"])
+    print(lines.to_string(index=False))
+    overall = tables["overall"].iloc[0]
+    binding = tables["constraints"][tables["constraints"]["binding"] & (tables["constraints"]["family"] != "floor")]
+    named = ", ".join(f"{r.family}[{r.constraint}] ({r.shadow_price:.3g})" for r in binding.itertuples()) or "none"
+    print(f"\nbinding: {named}; LP {int(overall['variables'])} variables x {int(overall['rows'])} rows, build "
+          f"{overall['build_s']:.3f} s, solve {overall['solve_s']:.3f} s ({overall['solver']})")
+    if not args.no_save:
+        if (run.path / "report").is_dir():
+            for name in sorted((run.path / "report").glob("report.*.html")):
+                report.write_report(results.load(run.path), lang=name.name.split(".")[1])
+        print(f"\ntables in {run.path / 'design'}; " + t["design_scenario"].format(
+            path=run.path / "design" / "scenario.toml"))
+    return 0
+
+
 def cmd_sensitivity(args: argparse.Namespace) -> int:
     run = results.load(args.run_dir)
     executor = _executor(args)
@@ -384,6 +430,32 @@ def _add_executor(p: argparse.ArgumentParser) -> None:
     where.add_argument("--workers", type=int, default=0, help="start a local Dask cluster of N workers (0: none)")
     where.add_argument("--scheduler", default=None, help="use an existing Dask scheduler at ADDRESS")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _add_design(sub) -> None:
+    p = sub.add_parser("design", help="award intensities within the text's latitude that keep each budget at a risk "
+                       "level; or the largest cap of one rule (--cap-rule)", formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run")
+    p.add_argument("--level", type=float, default=0.95, help="CVaR level: the worst 1 - level of years are the tail")
+    p.add_argument("--tolerance", type=float, default=0.01,
+                   help="the mean shortfall in the tail allowed, as a share of each budget")
+    p.add_argument("--objective", choices=("support", "minimax"), default="support",
+                   help="support: most priority-weighted expected support; minimax: smallest largest cut")
+    p.add_argument("--reallocate", action="store_true",
+                   help="also move claims budget between domains (total unchanged, spending floors kept)")
+    p.add_argument("--floor", type=float, default=None,
+                   help="lowest intensity of every rule with latitude (None: each rule's floor in policy.toml)")
+    p.add_argument("--solver", choices=pipeline.SOLVERS, default="highs")
+    p.add_argument("--cap-rule", default=None, metavar="RULE",
+                   help="instead: the largest cap (or --number rate) of RULE that keeps its domain within budget")
+    p.add_argument("--number", choices=("cap", "rate"), default="cap", help="the number --cap-rule searches")
+    p.add_argument("--verify", default=None, metavar="FRESH_RUN",
+                   help="instead: compare RUN_DIR/design's promise with FRESH_RUN, a run of design/scenario.toml "
+                        "with another seed")
+    p.add_argument("--no-save", action="store_true", help="do not write RUN_DIR/design")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_lang(p, "the tables")
+    p.set_defaults(func=cmd_design)
 
 
 def _add_lang(p: argparse.ArgumentParser, what: str) -> None:
@@ -488,6 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
 
+    _add_design(sub)
     p = sub.add_parser("sensitivity", help="Sobol indices of a finished run's assumption groups, with more samples",
                        formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by fiscalsim run (with --uncertainty ranges)")

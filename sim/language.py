@@ -126,6 +126,31 @@ def share(p: float) -> str:
 
 # ----------------------------------------------------------------------------- the words
 ZH = {
+    # targets
+    "targets_title": "政策文本中的量化目标",
+    "targets_note": ("共{n}项目标,逐字引自政策原文。模型能够模拟的{m}项给出模拟值;其中用于设定参数的目标按构造吻合,"
+                     "不构成证据。其余目标(投资、用地、基金、民生实事等)不在本模型模拟范围内。"),
+    "target_article": "条款", "target_quote": "原文", "target_value_unit": "目标", "target_simulated": "模拟值",
+    "target_how": "模拟值的含义", "target_not_simulated": "未模拟",
+    "comparison_at_least": "不低于", "comparison_at_most": "不高于", "comparison_about": "约",
+    # design
+    "design_title": "怎样定奖补力度才不超支:在政策文本留有余地的条款内优化",
+    "design_intro": ("对文本写明“最高”“不超过”“一定比例”等、留有余地的条款,在不低于下限的前提下选择实际兑现比例"
+                     "(占最高额的比例),使每个领域在最坏的{tail}年份里平均缺口不超过该领域可兑现预算的{tol},"
+                     "并使按优先级加权的预计兑现额最大。文本写死金额或比例的条款不调整。结果依赖可兑现预算等假设,"
+                     "以及“下限”这一规划设定。"),
+    "design_rules": "需要下调的条款(最先下调的在前)",
+    "design_lines": "调整前后各领域的风险",
+    "design_rule": "条款", "design_intensity": "兑现比例(占最高额)", "design_floor": "下限",
+    "design_given_up": "少兑现(亿元)", "design_first_cut": "预算降到几倍时开始下调",
+    "design_budget_yi": "可兑现预算(各次模拟平均,亿元)", "design_claims_before": "调整前兑现额(亿元)",
+    "design_claims_after": "调整后兑现额(亿元)", "design_p_before": "调整前超支概率",
+    "design_p_after": "调整后超支概率", "design_cvar_before": "调整前尾部平均缺口(亿元)",
+    "design_cvar_after": "调整后尾部平均缺口(亿元)", "design_shadow": "每多1万元预算可多兑现(万元)",
+    "design_change_yi": "调剂(亿元)",
+    "design_none": "各领域在现行力度下已满足风险要求,无需下调任何条款。",
+    "design_never": "—",
+    "design_scenario": "按此力度重新模拟(换一个随机种子)可检验承诺:fiscalsim run {path} -s 新种子",
     # the plain answer
     "answer": "结论:各领域预算是否够用",
     "domain": "领域",
@@ -238,6 +263,34 @@ ZH = {
 }
 
 EN = {
+    # targets
+    "targets_title": "The text's quantified targets",
+    "targets_note": ("{n} targets, quoted verbatim. The {m} the model simulates have a simulated value; those used to "
+                     "set a parameter match by construction and are not evidence. The rest (investment, land, funds, "
+                     "livelihood projects) lie outside what this model simulates."),
+    "target_article": "Article", "target_quote": "Text", "target_value_unit": "Target", "target_simulated": "Simulated",
+    "target_how": "What the simulated value is", "target_not_simulated": "not simulated",
+    "comparison_at_least": "at least", "comparison_at_most": "at most", "comparison_about": "about",
+    # design
+    "design_title": "Award levels that keep each budget: a design within the text's latitude",
+    "design_intro": (
+        "Rules whose text leaves the level open (「最高」, 「不超過」, 「一定比例」) get an award intensity (a share "
+        "of the maximum) no lower than their floor, chosen so that in the worst {tail} of years each domain's "
+        "average shortfall stays within {tol} of its claims budget, with the most priority-weighted expected "
+        "support. Rules whose text fixes the amount or rate are not changed. The result depends on the assumed "
+        "claims budgets and on the floors, a planning setting."),
+    "design_rules": "Rules the design turns down (first cut first)",
+    "design_lines": "Each domain's risk before and after",
+    "design_rule": "Rule", "design_intensity": "Intensity (share of maximum)", "design_floor": "Floor",
+    "design_given_up": "Support given up (億元)", "design_first_cut": "Cut from budget x",
+    "design_budget_yi": "Claims budget, mean of the draws (億元)", "design_claims_before": "Claims before (億元)",
+    "design_claims_after": "Claims after (億元)", "design_p_before": "P(overrun) before",
+    "design_p_after": "P(overrun) after", "design_cvar_before": "Mean tail shortfall before (億元)",
+    "design_cvar_after": "Mean tail shortfall after (億元)", "design_shadow": "Support per extra 萬元 of budget (萬元)",
+    "design_change_yi": "Reallocated (億元)",
+    "design_none": "Every domain meets the risk limit at today's award levels; no rule needs a cut.",
+    "design_never": "—",
+    "design_scenario": "Check the promise on fresh replications: fiscalsim run {path} -s ANOTHER_SEED",
     "answer": "The answer: is each domain's budget enough?",
     "domain": "Domain",
     "claims_yi": "Expected claims, district-paid (億元)",

@@ -24,6 +24,7 @@ From Python (a notebook)::
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -282,19 +283,72 @@ def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None 
     return tables, timings
 
 
-def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progress: bool | Callable = True,
-                   save: bool = True) -> dict[str, pd.DataFrame]:
-    """The Sobol stage again for a finished run, with more base samples; with ``save`` its tables (and the
-    headline with its driver from these indices) go to ``RUN_DIR/sensitivity``."""
-    import json
-
+def run_scenario(run: results.Run) -> scenario_module.Scenario:
+    """The scenario a finished run used, read again from its file (which must not have changed since)."""
     m = run.manifest
-    if m.get("uncertainty") != "ranges":
-        raise FiscalsimError(f"{run.path}: the run held its assumptions at their point values "
-                             "(--uncertainty none); there is nothing to analyse")
-    replace(Settings(), sensitivity_samples=samples).check()
+    if not m.get("scenario_file"):
+        return scenario_module.baseline(m["model"])
+    try:
+        chosen = scenario_module.load(m["scenario_file"], allow_outside=True)
+    except FiscalsimError as exc:
+        raise FiscalsimError(f"{run.path}: the run's scenario file cannot be read again: {exc}") from None
+    if chosen.content_hash != m["scenario_hash"]:
+        raise FiscalsimError(f"{run.path}: the scenario file {m['scenario_file']} changed since the run; run it "
+                             "again, or restore the file")
+    return chosen
+
+
+def design_of(run: results.Run, *, level: float = 0.95, tolerance: float = 0.01, objective: str = "support",
+              reallocate: bool = False, floor: float | None = None, solver: str = "highs", sweep: bool = True,
+              save: bool = True) -> dict[str, Any]:
+    """The design LP for a finished run (:mod:`sim.design`): tables, and with ``save`` the folder
+    ``RUN_DIR/design`` with them and ``scenario.toml``, which applies the designed intensities (rerun it
+    with another seed to check the promise on fresh replications)."""
+    import tomli_w
+
+    from sim import design as design_module
+
+    if solver not in budget.SOLVERS:
+        raise FiscalsimError(f"solver must be one of {', '.join(budget.SOLVERS)}, got {solver!r}")
+    policy = run.policy()
+    data = design_module.DesignInput.from_run(policy, run.rules, run["budgets"], tolerance, floor)
+    result = design_module.design(data, level, objective, reallocate, solver)
+    tables = design_module.tables(result)
+    if sweep:
+        path = design_module.path_table(data, level, objective=objective, solver=solver)
+        tables["path"] = path
+        first = design_module.first_cut(path)
+        tables["rules"]["first_cut_at"] = tables["rules"]["rule"].map(first).astype(float)
+    chosen = run_scenario(run)
+    name = f"{chosen.name}-design"
+    body = {"name": name, "model": chosen.model,
+            "description": (f"The award intensities fiscalsim design chose for run {run.path.name if run.path else ''}"
+                            f" (CVaR at {level:.0%} of each budget's shortfall within {tolerance:.1%} of the budget"
+                            f"{', after the reallocation in design/reallocation' if reallocate else ''})."),
+            "title_zh": f"{chosen.title_zh or chosen.name}:按优化后的奖补力度",
+            "title_en": f"{chosen.title_en or chosen.name}: designed award intensities",
+            **design_module.scenario_data(result, json.loads(chosen.overrides), name)}
+    text = tomli_w.dumps(body)
+    settings = design_module.settings_of(level, tolerance, objective, reallocate, floor, solver)
+    if save:
+        if run.path is None:
+            raise FiscalsimError("the run has no folder to save the design in; run with --out first")
+        results.write_run(run.path / "design", tables,
+                          {"kind": "fiscalsim design", "run": str(run.path), "settings": settings,
+                           "timings": {"build_s": result.solution.lp.build_seconds,
+                                       "solve_s": result.solution.solve_seconds + result.solution.model_seconds}},
+                          force=True, files={"scenario.toml": text})
+    return {"tables": tables, "scenario": text, "settings": settings}
+
+
+def rebuilt(run: results.Run, rows: bool = True):
+    """(policy, population spec, drawn) of a finished run from its folder: the model data it used and, where
+    its assumptions varied, their draws (``rows``: the run's own design; else none, for a new design)."""
+    m = run.manifest
     policy = run.policy()
     spec = population.spec_from_dict(json.loads(run.text("population.json")), policy, f"{run.path}/population.json")
+    if m.get("uncertainty") != "ranges":
+        return policy, spec, None
     process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
                                                      f"{run.path}/process.json")
     groups = {key: assumptions_module.Group(key, g["label_zh"], g["label_en"], g["what"], g.get("what_zh", ""))
@@ -302,8 +356,89 @@ def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progre
     found = assumptions_module.collect(policy, spec, process_model, groups, f"{run.path}/assumptions.json",
                                       all_used=False)
     data = {"policy": policy.data(), "population": spec.data(), "process": process_module.process_data(process_model)}
-    drawn = assumptions_module.Drawn(data, found, np.zeros((0, len(found.groups))), m["per_draw"],
-                                     policy.source_text, m["scenario"])
+    design = (assumptions_module.design(-(-m["replications"] // m["per_draw"]), len(found.groups), m["seed"]) if rows
+              else np.zeros((0, len(found.groups))))
+    return policy, spec, assumptions_module.Drawn(data, found, design, m["per_draw"], policy.source_text,
+                                                  m["scenario"])
+
+
+def cap_redesign_of(run: results.Run, rule_id: str, *, number: str = "cap", level: float = 0.95,
+                    tolerance: float = 0.01, high: float | None = None, save: bool = True,
+                    progress: bool | Callable = True) -> dict[str, pd.DataFrame]:
+    """The largest cap (or rate) of one rule that keeps its domain within budget at ``level`` (CVaR of the
+    shortfall within ``tolerance`` x the budget), re-evaluating the rule on the run's own replications;
+    with ``save`` the tables go to ``RUN_DIR/design_cap/<rule>-<number>``."""
+    from sim import design as design_module
+
+    policy, spec, drawn = rebuilt(run)
+    if rule_id not in policy.rule_ids:
+        raise FiscalsimError(f"{run.path}: no rule {rule_id!r}; rules: {', '.join(policy.rule_ids)}")
+    rule = policy.rule(rule_id)
+    if rule.number(number) is None:
+        have = ", ".join(sorted(rule.numbers)) or "none"
+        raise FiscalsimError(f"rule {rule_id} ({rule.kind}) has no {number}; its numbers: {have}")
+    if not 0 <= level < 1 or not 0 <= tolerance < 1:
+        raise FiscalsimError(f"level and tolerance must lie in [0, 1), got {level} and {tolerance}")
+    m = run.manifest
+    settings = m["settings"]
+    job = montecarlo.ClaimsJob(policy, spec, m["seed"], settings["n"], settings["scale"], drawn=drawn)
+    replications = int(m["replications"])
+    top = high if high is not None else (min(1.0, 4 * rule.number(number).value) if number == "rate"
+                                         else 4 * rule.number(number).value)
+    bar = progress_bar(progress, replications, f"design: re-evaluating {rule_id}")
+    try:
+        kept = design_module.keep_claimants(job, rule_id, number, top, replications, bar)
+    finally:
+        bar(None)
+    rules = run.rules
+    rule_claims = (rules[rules["rule"] == rule_id].set_index("replication")["district"]
+                   .reindex(range(replications), fill_value=0.0).to_numpy(dtype=float))
+    domain_claims = (rules[rules["domain"] == rule.domain].groupby("replication")["district"].sum()
+                     .reindex(range(replications), fill_value=0.0).to_numpy(dtype=float))
+    budgets = run["budgets"]
+    b = (budgets[budgets["domain"] == rule.domain].set_index("replication")["claims_budget"]
+         .reindex(range(replications)).to_numpy(dtype=float))
+    out = design_module.cap_redesign(kept, number, rule_claims, domain_claims, b, level, tolerance, top)
+    if save and run.path is not None:
+        results.write_run(run.path / "design_cap" / f"{rule_id}-{number}", out,
+                          {"kind": "fiscalsim design --cap-rule", "run": str(run.path), "rule": rule_id,
+                           "number": number, "level": level, "tolerance": tolerance}, force=True)
+    return out
+
+
+def verify_design(run: results.Run, fresh: results.Run) -> pd.DataFrame:
+    """A saved design's promised CVaR and P(overrun) per domain beside a fresh run of its scenario."""
+    from sim import design as design_module
+
+    stage = run.stage("design")
+    if stage is None:
+        raise FiscalsimError(f"{run.path}: no design yet; run `fiscalsim design {run.path}` first")
+    name = f"{run.manifest['scenario']}-design"
+    if fresh.manifest.get("scenario") != name:
+        raise FiscalsimError(f"{fresh.path}: a run of scenario {fresh.manifest.get('scenario')!r}, not of the design "
+                             f"({name!r}); run `fiscalsim run {run.path}/design/scenario.toml -s ANOTHER_SEED`")
+    if fresh.manifest.get("seed") == run.manifest.get("seed"):
+        raise FiscalsimError(f"{fresh.path}: the same seed as {run.path}: the same replications prove nothing; "
+                             "run it with another seed")
+    settings = stage.manifest.get("settings", {})
+    change = stage["reallocation"] if "reallocation" in stage else None
+    return design_module.verify(stage["rules"], stage["lines"], (run.rules, run["budgets"], run.manifest["per_draw"]),
+                                (fresh.rules, fresh["budgets"], fresh.manifest["per_draw"]),
+                                settings.get("level", 0.95), change)
+
+
+def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progress: bool | Callable = True,
+                   save: bool = True) -> dict[str, pd.DataFrame]:
+    """The Sobol stage again for a finished run, with more base samples; with ``save`` its tables (and the
+    headline with its driver from these indices) go to ``RUN_DIR/sensitivity``."""
+
+    m = run.manifest
+    if m.get("uncertainty") != "ranges":
+        raise FiscalsimError(f"{run.path}: the run held its assumptions at their point values "
+                             "(--uncertainty none); there is nothing to analyse")
+    replace(Settings(), sensitivity_samples=samples).check()
+    policy, spec, drawn = rebuilt(run, rows=False)
+    found = drawn.assumptions
     settings = m["settings"]
     tables = sensitivity.analyse(drawn, policy, spec, m["seed"], samples, n=settings["n"], scale=settings["scale"],
                                  executor=executor, progress=progress)

@@ -48,11 +48,12 @@ OTHER_MONEY = ("億美元", "萬美元")  # money a target may state in another 
 ATTRIBUTE_TYPES = ("float", "int", "bool")
 UNITS = {"float": "萬元", "bool": "flag"}  # the closed units of money and flags (counts name what they count)
 CONDITION_OPS = ("equals", "at_least", "below")
+COMPARISONS = ("at_least", "at_most", "about")  # how a target's value is read
 
 # Fields every rule takes, whatever its kind; a kind adds its numbers, tiers and tier base (sim.kinds).
 _RULE_COMMON = {
     "id", "article", "name_en", "kind", "claimant", "domain", "subline", "recurrence", "base",
-    "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note",
+    "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note", "latitude",
 }
 _KIND_KEYS = set(kinds.all_numbers()) | {"tiers", "tier_base"}
 
@@ -64,6 +65,18 @@ class Tier:
 
     at: float
     value: Param
+
+
+@dataclass(frozen=True)
+class Latitude:
+    """The room the text leaves a rule's award level: ``word`` is the wording in its quote that leaves it
+    open (「最高」, 「不超過」, 「一定比例」, ...), ``floor`` the lowest award intensity a design may choose
+    (a share of the planned maximum), ``why`` the reason for that floor.  A rule without a latitude pays
+    what its text fixes."""
+
+    word: str
+    floor: float
+    why: str
 
 
 @dataclass(frozen=True)
@@ -100,6 +113,7 @@ class Rule:
     subline: str | None = None
     judgement: str = ""
     note: str = ""
+    latitude: Latitude | None = None  # None: the text fixes the award level
 
     def number(self, name: str) -> Param | None:
         """One of the kind's numbers (``rate``, ``cap``, ``threshold``, ``amount``, ...), None if absent."""
@@ -185,6 +199,33 @@ class Target:
     quote: str
     article: int | None = None
     stretch: float | None = None
+    progress: Progress | None = None  # how the simulation speaks to it, where it can
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A target the simulation can speak to: ``factor`` x the population's calibration statistic
+    ``calibration`` (in population.toml) is the simulated value; ``why`` says how the two relate."""
+
+    calibration: str
+    factor: float
+    why: str
+
+
+@dataclass(frozen=True)
+class SpendingFloor:
+    """A share of all general-budget spending the text reserves for one domain's field (article 47's
+    「一般公共預算支出三分之二用于民生領域」).  ``margin`` is how far the year's plan lies above the floor
+    (萬元): the most of the domain's budget a reallocation may take away while the total is unchanged; a
+    change of the total by T moves the floor by ``share`` x T."""
+
+    id: str
+    domain: str
+    share: float
+    expenditure: float  # 萬元, the general budget expenditure the share applies to
+    expenditure_source: str
+    margin: Param
+    quote: str
 
 
 @dataclass(frozen=True)
@@ -209,6 +250,7 @@ class Policy:
     articles: tuple[Article, ...]
     attributes: tuple[Attribute, ...]
     rules: tuple[Rule, ...]
+    spending_floors: tuple[SpendingFloor, ...] = ()
     source_text: str = field(default="", repr=False)
     raw: str = field(default="{}", repr=False)  # the validated data as canonical JSON (hashing, scenarios)
 
@@ -283,6 +325,7 @@ class Policy:
         ]
         for rule in self.rules:
             out.extend((f"rule {rule.id}", name, p) for name, p in rule.params().items() if p.assumed)
+        out.extend((f"spending floor {f.id}", "margin", f.margin) for f in self.spending_floors if f.margin.assumed)
         return out
 
 
@@ -351,8 +394,8 @@ def load(model: str | Path | None = None) -> Policy:
 
 
 _TOP_KEYS = {"model", "reading", "claimants", "domains", "budget_total", "targets", "articles",
-             "attributes", "rules"}
-_OPTIONAL_KEYS = {"targets"}
+             "attributes", "rules", "spending_floors"}
+_OPTIONAL_KEYS = {"targets", "spending_floors"}
 _RULE_ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
@@ -410,7 +453,8 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
         problems.add("[budget_total]", f"net_of_overlap must be >= 0, got {net_total:g}")
 
     articles = _articles(top.list("articles"), domain_keys, domains, problems)
-    targets = _targets(top.list("targets"), domain_keys, problems)
+    targets = _targets(top.list("targets"), domain_keys, source_text, problems)
+    floors = _spending_floors(top.list("spending_floors"), domain_keys, source_text, problems)
     attributes = _attributes(top.data.get("attributes", {}), claimants, problems)
     rules = _rules(top.list("rules"), articles, domains, attributes, claimants, source_text, problems)
 
@@ -424,6 +468,7 @@ def from_dict(data: Mapping[str, Any], origin: str = "<policy>", source_text: st
         net_total=net_total,
         net_total_quote=budget_total.str("quote", required=False),
         targets=tuple(targets),
+        spending_floors=tuple(floors),
         articles=tuple(articles),
         attributes=tuple(attributes.values()),
         rules=tuple(rules),
@@ -508,12 +553,12 @@ def _articles(raw: list, domain_keys: set[str], domains: list[Domain],
     return out
 
 
-def _targets(raw: list, domain_keys: set[str], problems: Problems) -> list[Target]:
+def _targets(raw: list, domain_keys: set[str], source_text: str, problems: Problems) -> list[Target]:
     out = []
     for i, value in enumerate(raw):
         t = Table(value, f"target {value.get('id', i + 1) if isinstance(value, dict) else i + 1}",
                    problems, allowed={"id", "domain", "article", "value", "stretch", "unit",
-                                      "comparison", "quote"})
+                                      "comparison", "quote", "progress"})
         domain = t.str("domain")
         if domain and domain not in domain_keys:
             problems.add(t.where, f"unknown domain {domain!r}")
@@ -521,9 +566,40 @@ def _targets(raw: list, domain_keys: set[str], problems: Problems) -> list[Targe
         if "元" in unit and unit != "萬元" and unit not in OTHER_MONEY:
             problems.add(t.where, f"unit {unit!r}: write money in 萬元 (1億 = 10,000萬), or one of "
                          f"{', '.join(OTHER_MONEY)} as printed")
+        comparison = t.str("comparison")
+        if comparison and comparison not in COMPARISONS:
+            problems.add(t.where, f"comparison must be one of {', '.join(COMPARISONS)}, got {comparison!r}")
+        progress = None
+        if "progress" in t.data:
+            pt = Table(t.data["progress"], f"{t.where}, progress", problems, allowed={"calibration", "factor", "why"})
+            progress = Progress(pt.str("calibration"), pt.number("factor", low=0.0) or 0.0, pt.str("why"))
+        quote = t.str("quote")
+        if quote and source_text and quote not in source_text:
+            problems.add(t.where, "quote is not found verbatim in the model's source text; copy it exactly")
         out.append(Target(t.str("id"), domain, t.number("value", low=0.0) or 0.0, unit,
-                          t.str("comparison"), t.str("quote"), t.int("article", required=False),
-                          t.number("stretch", required=False, low=0.0)))
+                          comparison, quote, t.int("article", required=False),
+                          t.number("stretch", required=False, low=0.0), progress))
+    return out
+
+
+def _spending_floors(raw: list, domain_keys: set[str], source_text: str, problems: Problems) -> list[SpendingFloor]:
+    out = []
+    for i, value in enumerate(raw):
+        t = Table(value, f"spending floor {value.get('id', i + 1) if isinstance(value, dict) else i + 1}", problems,
+                  allowed={"id", "domain", "share", "expenditure", "expenditure_source", "margin", "quote"})
+        domain = t.str("domain")
+        if domain and domain not in domain_keys:
+            problems.add(t.where, f"unknown domain {domain!r} (known: {', '.join(sorted(domain_keys))})")
+        share = t.param("share")
+        check_range(problems, t.where, "share", share, 0.0, 1.0)
+        margin = t.param("margin")
+        check_range(problems, t.where, "margin", margin, 0.0, MONEY_CEILING)
+        quote = t.str("quote")
+        if quote and source_text and quote not in source_text:
+            problems.add(t.where, "quote is not found verbatim in the model's source text; copy it exactly")
+        out.append(SpendingFloor(t.str("id"), domain, share.value if share else 0.0,
+                                 t.number("expenditure", low=0.0, high=MONEY_CEILING) or 0.0,
+                                 t.str("expenditure_source"), margin or Param(0.0), quote))
     return out
 
 
@@ -744,11 +820,27 @@ def _rule(value: Any, i: int, ctx: _RuleContext) -> Rule:
     quote = t.str("quote")
     if quote and ctx.source_text and quote not in ctx.source_text:
         ctx.problems.add(t.where, "quote is not found verbatim in the model's source text; copy it exactly")
+    latitude = _rule_latitude(t, quote)
     return Rule(
         **identity, name_en=t.str("name_en"), base=base, quote=quote, numbers=FrozenMap(_rule_numbers(t, kind)),
         tier_base=tier_base, tiers=tiers, eligibility=_rule_conditions(t, ctx, identity["claimant"]), **common,
-        judgement=t.str("judgement", required=False), note=t.str("note", required=False),
+        judgement=t.str("judgement", required=False), note=t.str("note", required=False), latitude=latitude,
     )
+
+
+def _rule_latitude(t: Table, quote: str) -> Latitude | None:
+    """A rule's ``latitude = { word = "最高", floor = 0.5, why = "..." }``: the word must be in its quote."""
+    if t.data.get("latitude") is None:
+        return None
+    lt = Table(t.data["latitude"], f"{t.where}, latitude", t.problems, allowed={"word", "floor", "why"})
+    if not lt.is_table:
+        return None
+    word, why = lt.str("word"), lt.str("why")
+    floor = lt.number("floor", low=0.0, high=1.0)
+    if word and quote and word not in quote:
+        t.problems.add(lt.where, f"word {word!r} is not in the rule's quote; quote the wording that leaves the "
+                       "award level open (「最高」, 「不超過」, 「一定比例」, ...)")
+    return Latitude(word, 0.0 if floor is None else floor, why)
 
 
 def _rules(raw: list, articles: list[Article], domains: list[Domain],

@@ -183,6 +183,102 @@ def answer_table(run: Run) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def targets_table(run: Run, policy: Policy) -> pd.DataFrame:
+    """Every quantified target of the text, and where the simulation speaks to it, its simulated value
+    (the run's calibration statistic times the target's factor) and whether that statistic set a parameter."""
+    calibration = run["calibration"].set_index("target") if "calibration" in run else pd.DataFrame()
+    rows = []
+    for target in policy.targets:
+        row = {"target": target.id, "article": target.article, "domain": target.domain, "value": target.value,
+               "stretch": target.stretch, "unit": target.unit, "comparison": target.comparison, "quote": target.quote,
+               "simulated": np.nan, "role": "", "how": ""}
+        link = target.progress
+        if link is not None and link.calibration in calibration.index:
+            row.update(simulated=float(calibration.loc[link.calibration, "mean"]) * link.factor,
+                       role=str(calibration.loc[link.calibration, "role"]), how=link.why)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def targets_display(table: pd.DataFrame, policy: Policy, lang: str) -> pd.DataFrame:
+    t = language.labels(lang)
+
+    def amount(value: float, unit: str) -> str:
+        if unit.startswith("ratio"):
+            return f"{value:.1%}".replace(".0%", "%")
+        return f"{value:,.6g} {unit}"
+    rows = list(table.itertuples())
+    return pd.DataFrame({
+        t["target_article"]: [t["article_n"].format(n=int(r.article)) if pd.notna(r.article) else "—" for r in rows],
+        t["domain"]: [domain_name(policy, r.domain, lang) for r in rows],
+        t["target_quote"]: [model_text(r.quote, lang) for r in rows],
+        t["target_value_unit"]: [f"{t['comparison_' + r.comparison]} {amount(r.value, r.unit)}" for r in rows],
+        t["target_simulated"]: [amount(r.simulated, r.unit) if np.isfinite(r.simulated) else t["target_not_simulated"]
+                                for r in rows],
+        t["role"]: [t[f"role_{r.role}"] if r.role else "—" for r in rows],
+    })
+
+
+def design_rules_table(run: Run) -> pd.DataFrame:
+    """The rules a saved design turns down, first cut (at the most ample budget) first, then deepest cut."""
+    stage = run.stage("design")
+    if stage is None:
+        return pd.DataFrame()
+    rules = stage["rules"]
+    cut = rules[rules["latitude"] & (rules["cut"] > 1e-6)].copy()
+    if "first_cut_at" not in cut:
+        cut["first_cut_at"] = np.nan
+    return cut.sort_values(["first_cut_at", "cut", "given_up"], ascending=False, kind="stable", na_position="last")
+
+
+def design_lines_table(run: Run) -> pd.DataFrame:
+    """Each domain of a saved design before and after, with the reallocation where there is one."""
+    stage = run.stage("design")
+    if stage is None:
+        return pd.DataFrame()
+    lines = stage["lines"]
+    out = lines[lines["kind"] == "domain"].copy()
+    if "reallocation" in stage:
+        out = out.merge(stage["reallocation"], left_on="line", right_on="domain", how="left", suffixes=("", "_r"))
+    return out
+
+
+def design_display(rules: pd.DataFrame, lines: pd.DataFrame, policy: Policy, lang: str
+                   ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The design's two tables as a reader sees them (the same strings in the terminal and the report)."""
+    t = language.labels(lang)
+    shown_rules = pd.DataFrame({
+        t["design_rule"]: [f"{article_name(policy, int(r.article), lang)} {r.rule}" for r in rules.itertuples()],
+        t["domain"]: [domain_name(policy, r.domain, lang) for r in rules.itertuples()],
+        t["design_intensity"]: [f"{r.intensity:.0%}" for r in rules.itertuples()],
+        t["design_floor"]: [f"{r.floor:.0%}" for r in rules.itertuples()],
+        t["design_given_up"]: [yi(r.given_up) for r in rules.itertuples()],
+        t["design_first_cut"]: [t["design_never"] if not np.isfinite(r.first_cut_at) else f"{r.first_cut_at:.1f}"
+                                for r in rules.itertuples()],
+    })
+    shown_lines = {
+        t["domain"]: [domain_name(policy, r.line, lang) for r in lines.itertuples()],
+        t["design_budget_yi"]: [yi(r.budget_after) for r in lines.itertuples()],
+        t["design_claims_before"]: [yi(r.claims_before) for r in lines.itertuples()],
+        t["design_claims_after"]: [yi(r.claims_after) for r in lines.itertuples()],
+        t["design_p_before"]: [share(r.p_overrun_before) for r in lines.itertuples()],
+        t["design_p_after"]: [share(r.p_overrun_after) for r in lines.itertuples()],
+        t["design_cvar_before"]: [yi(r.cvar_before) for r in lines.itertuples()],
+        t["design_cvar_after"]: [yi(r.cvar_after) for r in lines.itertuples()],
+        t["design_shadow"]: [f"{r.shadow_price_budget:.2f}" for r in lines.itertuples()],
+    }
+    if "change" in lines:
+        shown_lines[t["design_change_yi"]] = [yi(r.change) for r in lines.itertuples()]
+    return shown_rules, pd.DataFrame(shown_lines)
+
+
+def design_intro(run: Run, lang: str) -> str:
+    t = language.labels(lang)
+    settings = run.stage("design").manifest.get("settings", {})
+    level, tol = settings.get("level", 0.95), settings.get("tolerance", 0.01)
+    return t["design_intro"].format(tail=f"{1 - level:.0%}", tol=f"{tol:.0%}" if tol >= 0.01 else f"{tol:.1%}")
+
+
 def month_name(month: float, lang: str) -> str:
     if not np.isfinite(month):
         return "—"
@@ -691,6 +787,29 @@ def _calibration_html(table: pd.DataFrame, lang: str) -> str:
         (t["evidence"], "evidence", lambda x: t.get(f"evidence_{x}", x)), (t["source"], "source", str)])
 
 
+def _targets_html(run: Run, policy: Policy, lang: str) -> str:
+    if not policy.targets:
+        return ""
+    t = language.labels(lang)
+    table = targets_table(run, policy)
+    note = t["targets_note"].format(n=len(table), m=int(table["simulated"].notna().sum()))
+    return (f"<h2>{html.escape(t['targets_title'])}</h2><p class=\"note\">{html.escape(note)}</p>"
+            + table_html(targets_display(table, policy, lang)))
+
+
+def _design_html(run: Run, policy: Policy, lang: str) -> str:
+    if run.stage("design") is None:
+        return ""
+    t = language.labels(lang)
+    rules, lines = design_display(design_rules_table(run), design_lines_table(run), policy, lang)
+    cut = table_html(rules) if len(rules) else f"<p>{html.escape(t['design_none'])}</p>"
+    path = f"{run.path}/design/scenario.toml" if run.path is not None else "design/scenario.toml"
+    return (f"<h2>{html.escape(t['design_title'])}</h2><p>{html.escape(design_intro(run, lang))}</p>"
+            f"<h3>{html.escape(t['design_rules'])}</h3>{cut}"
+            f"<h3>{html.escape(t['design_lines'])}</h3>{table_html(lines)}"
+            f"<p class=\"note\">{html.escape(t['design_scenario'].format(path=path))}</p>")
+
+
 def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], pngs: dict[str, bytes]) -> str:
     t = language.labels(lang)
     m = run.manifest
@@ -732,9 +851,11 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
 <h3>{html.escape(t['definitions'])}</h3><ul class="definitions">{terms}</ul>
 {figures}
 {verify}
+{_design_html(run, policy, lang)}
 <h2>{html.escape(t['assumptions'])}</h2><p class="note">{html.escape(t['assumptions_note'])}</p>
 {_assumptions_html(tables['assumptions'], lang)}
 <h2>{html.escape(t['calibration'])}</h2><p class="note">{html.escape(t['calibration_note'])}</p>
 {_calibration_html(tables['calibration'], lang)}
+{_targets_html(run, policy, lang)}
 </body></html>
 """

@@ -123,6 +123,22 @@ CASES = {
     "rule on an article that does not exist": (
         in_rule("a49-assisted-reproduction", "article = 49", "article = 94"),
         "rule a49-assisted-reproduction: article 94 is not among the model's articles"),
+    "latitude word not in the quote": (
+        in_rule("a17-chuying", 'latitude = { word = "最高"', 'latitude = { word = "不超過"'),
+        "rule a17-chuying, latitude: word '不超過' is not in the rule's quote"),
+    "latitude floor above 1": (
+        in_rule("a17-chuying", 'word = "最高", floor = 0.5', 'word = "最高", floor = 1.5'),
+        "rule a17-chuying, latitude: floor must be <= 1, got 1.5"),
+    "latitude with an unknown key": (
+        in_rule("a17-chuying", 'word = "最高", floor = 0.5', 'word = "最高", flor = 0.5'),
+        "rule a17-chuying, latitude: unknown key 'flor'"),
+    "spending floor of an unknown domain": (
+        TEXT.replace('id = "livelihood-two-thirds"\ndomain = "livelihood"', 'id = "livelihood-two-thirds"\ndomain = "welfare"'),
+        "spending floor livelihood-two-thirds: unknown domain 'welfare'"),
+    "spending floor quote not verbatim": (
+        TEXT.replace('quote = "確保一般公共預算支出三分之二用于民生領域"\n\n# Quantified',
+                     'quote = "確保一般公共預算支出四分之三用于民生領域"\n\n# Quantified'),
+        "spending floor livelihood-two-thirds: quote is not found verbatim"),
     "not TOML": (
         TEXT.replace('[reading]', '[reading', 1),
         "policy.toml: not valid TOML"),
