@@ -468,18 +468,32 @@ def scaled(data: DesignInput, factor: float) -> DesignInput:
 def path_table(data: DesignInput, level: float = 0.95, factors: Sequence[float] | None = None,
                objective: str = "support", solver: str = "highs") -> pd.DataFrame:
     """The designed intensities as every domain's budget shrinks (budget x factor, from ample to tight):
-    which rules the LP turns down first, and how far.  Factors at which no design exists are left out."""
+    which rules are turned down first, and how far.
+
+    The path is nested: at each tighter budget no intensity may rise above its value at the budget before,
+    so a cut once made stays (a bureau does not raise an award because money got scarcer).  The optimal
+    design at each budget alone need not be nested (an LP's best vertex can switch between rules as the
+    tail of the replications changes); ``regret`` is the expected support the nesting costs against it.
+    Factors at which no design exists are left out."""
+    from dataclasses import replace
+
     factors = np.round(np.arange(4.0, 0.45, -0.1), 2) if factors is None else factors
     rows = []
-    for factor in factors:
+    cap = data.upper.copy()
+    for factor in sorted(factors, reverse=True):
+        step = scaled(data, float(factor))
         try:
-            result = design(scaled(data, float(factor)), level, objective, solver=solver)
+            free = design(step, level, objective, solver=solver)
+            nested = design(replace(step, upper=np.maximum(np.minimum(cap, step.upper), step.lower)), level,
+                            objective, solver=solver)
         except DesignError:
             continue
-        for rule, free, x in zip(data.rules, data.latitude, result.intensity):
-            if free:
-                rows.append({"factor": float(factor), "rule": rule, "intensity": float(x)})
-    return pd.DataFrame(rows, columns=["factor", "rule", "intensity"])
+        cap = nested.intensity
+        regret = float(nested.solution.objective - free.solution.objective)
+        for rule, free_rule, x in zip(data.rules, data.latitude, nested.intensity):
+            if free_rule:
+                rows.append({"factor": float(factor), "rule": rule, "intensity": float(x), "regret": regret})
+    return pd.DataFrame(rows, columns=["factor", "rule", "intensity", "regret"])
 
 
 def first_cut(path: pd.DataFrame) -> pd.Series:

@@ -88,8 +88,11 @@ def test_tightening_the_budget_lowers_every_intensity_monotonically():
     assert seen_cut and previous.max() < 0.9
 
 
-def test_the_path_table_and_first_cut():
+def test_the_path_table_is_nested_and_says_what_nesting_costs():
     path = design.path_table(toy(), 0.95, factors=[2.0, 1.5, 1.0, 0.7])
+    wide = path.pivot(index="factor", columns="rule", values="intensity").sort_index(ascending=False)
+    assert (wide.diff().dropna() <= 1e-9).all().all()  # tighter budget, no intensity higher
+    assert (path["regret"] >= -1e-6).all()
     first = design.first_cut(path)
     # the heavy-tailed rule b is cut first (at the most ample budget), the steady rule a later or never
     assert first["b"] >= first.get("a", -np.inf)
