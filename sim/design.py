@@ -408,7 +408,6 @@ def tables(result: Design) -> dict[str, pd.DataFrame]:
         "support_at_maximum": m, "support_before": m * data.current, "support_after": m * x,
         "given_up": m * (data.current - x), "priority": data.weights,
     })
-    rules["order"] = np.where(data.latitude, rules["cut"].rank(ascending=False, method="min"), np.nan)
     articles = (rules.groupby(["article", "domain"], sort=True)[["support_before", "support_after", "given_up"]]
                 .sum().reset_index())
     before = line_measures(data, data.current, None, result.level)

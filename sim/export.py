@@ -54,7 +54,8 @@ ANSWER = {
 SHEETS = {"answer": ("结论", "Answer"), "domain": ("各领域", "Domains"), "article": ("各条款", "Articles"),
           "rule": ("各规则", "Rules"), "cash": ("按月拨付", "Cash by month"), "runout": ("预算用尽", "Run-out"),
           "assumptions": ("假设", "Assumptions"), "calibration": ("校准", "Calibration"),
-          "about": ("说明", "About")}
+          "design_rules": ("力度优化-条款", "Design, rules"), "design_domains": ("力度优化-领域", "Design, domains"),
+          "targets": ("政策目标", "Targets"), "about": ("说明", "About")}
 
 
 def _pick(pair: tuple[str, str], lang: str) -> str:
@@ -111,6 +112,16 @@ def sheets(run: Run, lang: str) -> dict[str, pd.DataFrame]:
         out[_pick(SHEETS["assumptions"], lang)] = numbers
     if "calibration" in run:
         out[_pick(SHEETS["calibration"], lang)] = run["calibration"]
+    design = run.stage("design")
+    if design is not None:  # numbers stay numbers: the design's own tables, money columns labelled 萬元
+        money = ("support", "given_up", "budget", "claims", "cvar", "tolerance", "expected_shortfall")
+        label = {c: f"{c} (萬元)" for t in ("rules", "lines") for c in design[t].columns if c.startswith(money)}
+        rules = design["rules"].rename(columns=label)
+        rules.insert(1, t["domain"], [report_module.domain_name(policy, d, lang) for d in design["rules"]["domain"]])
+        out[_pick(SHEETS["design_rules"], lang)] = rules
+        out[_pick(SHEETS["design_domains"], lang)] = design["lines"].rename(columns=label)
+    if policy.targets:
+        out[_pick(SHEETS["targets"], lang)] = report_module.targets_table(run, policy)
     m = run.manifest
     about = [(t["scenario"], report_module.scenario_title(run, lang)), ("run", str(run.path)),
              (t["replications"], m.get("replications")), (t["seed"], m.get("seed")),

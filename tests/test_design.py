@@ -298,6 +298,13 @@ def test_the_design_command_prints_saves_and_the_report_shows_it(template_run, c
     assert main(["design", str(template_run.path), "--cap-rule", "t01-rd-increase", "--level", "0.5",
                  "--tolerance", "0.2", "--no-save", "--no-progress", "--lang", "en"]) == 0
     assert "t01-rd-increase cap: today 50" in capsys.readouterr().out
+    from sim import export
+
+    book = pd.read_excel(export.export(template_run.path, tmp_path / "run.xlsx", lang="en"), sheet_name=None)
+    stage = results.load(template_run.path).stage("design")
+    assert np.allclose(book["Design, rules"]["intensity"], stage["rules"]["intensity"], rtol=0, atol=1e-12)
+    assert book["Design, domains"]["cvar_after (萬元)"].tolist() == pytest.approx(stage["lines"]["cvar_after"].tolist())
+    assert ("Targets" in book) == bool(template_run.policy().targets)  # the template states none
 
 
 def test_targets_of_the_text_are_data_and_the_report_shows_progress(tmp_path):
