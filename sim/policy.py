@@ -926,6 +926,7 @@ def _rule_cells(rule: Rule) -> dict[str, str]:
         "district": "" if rule.district_share.value == 1 and not rule.district_share.assumed
         else format_param(rule.district_share, percent=True),
         "recurs": rule.recurrence,
+        "latitude": f"{rule.latitude.word} >= {rule.latitude.floor:.0%}" if rule.latitude else "",
     }
 
 

@@ -311,7 +311,8 @@ def test_the_catalogue_rows_say_what_the_text_says():
     assert rows.loc["a13-rd-increase-sme"].to_dict() == {
         "art": 13, "domain": "science_technology", "heading": "更大力度實施企業研發投入補助政策", "lead": "區科技局",
         "kind": "rate", "base": "rd_increase", "numbers": "rate 5%, cap 200, threshold 200",
-        "tiers": "rd_spending >=10000: 200", "district": "", "recurs": "annual"}
+        "tiers": "rd_spending >=10000: 200", "district": "", "recurs": "annual", "latitude": "不超過 >= 50%"}
+    assert rows.loc["a15-national-first-prize", "latitude"] == ""  # 「給予500萬元獎勵」 fixes the amount
     assert rows.loc["a16-maker-space-rating", ["numbers", "tiers"]].tolist() == ["", ">=1: 20; >=2: 30"]
     assert rows.loc["a05-hightech-supply-fee", ["numbers", "district"]].tolist() == ["rate 30%", "0%*"]
     assert rows.loc["a11-major-project", ["numbers", "district", "recurs"]].tolist() == ["amount 1000", "50%",
