@@ -201,7 +201,7 @@ def shortfall_pairs(data: DesignInput, reallocate: bool) -> np.ndarray:
         else:
             reps = np.flatnonzero(line_claims(data, line, data.upper) > line.budget)
         out.append(np.column_stack([np.full(len(reps), k), reps]))
-    return np.concatenate(out) if out else np.zeros((0, 2), dtype=int)
+    return np.concatenate(out)  # every model has a domain, so there is a line
 
 
 def tail_rows(data: DesignInput, layout: Layout) -> RowBlock:
@@ -322,6 +322,8 @@ def cvar(values: np.ndarray, level: float) -> float:
 
     >>> cvar(np.array([0.0, 0.0, 0.0, 10.0]), 0.5)
     5.0
+    >>> cvar(np.array([4.0, 1.0, 3.0, 2.0]), 0.5)  # the mean of the worst half
+    3.5
     """
     values = np.asarray(values, dtype=float)
     eta = float(np.quantile(values, level, method="inverted_cdf"))
@@ -351,9 +353,11 @@ def _infeasible(data: DesignInput, level: float, reallocate: bool) -> DesignErro
     parts = [f"{r.line}: CVaR {r.cvar:,.1f} 萬元 > tolerance {r.tolerance:,.1f} 萬元 (at the floors the least "
              f"reachable is {r.cvar:,.1f} 萬元, {r.cvar / r.budget:.1%} of its budget, with P(overrun) "
              f"{r.p_overrun:.1%})" for r in over.itertuples()]
-    what = "; ".join(parts) if parts else "the lines together, under the spending floors and the unchanged total"
+    # (with every rule at its floor and nothing moved, each line within its limit is a feasible design, so an
+    # infeasible LP always has a line that is over it here)
     fix = "" if reallocate else ", reallocate between domains (--reallocate)"
-    return DesignError(f"design LP infeasible: even with every rule with latitude at its floor, {what}; raise the "
+    return DesignError(f"design LP infeasible: even with every rule with latitude at its floor, {'; '.join(parts)}; "
+                       "raise the "
                        f"budget{fix}, raise the tolerance, or lower the floors (--floor)")
 
 
@@ -399,7 +403,7 @@ def tables(result: Design) -> dict[str, pd.DataFrame]:
     constraints with their shadow prices, and one row of settings and timings."""
     data, x = result.data, result.intensity
     m = data.expected_full
-    domain = np.asarray(data.domains, dtype=object)[data.rule_domain]
+    domain = [data.domains[i] for i in data.rule_domain]
     at_floor = data.latitude & (x <= data.lower + 1e-7)
     rules = pd.DataFrame({
         "rule": data.rules, "article": data.articles, "domain": domain, "latitude": data.latitude,
@@ -600,12 +604,6 @@ def settings_of(level: float, tolerance: float, objective: str, reallocate: bool
                 solver: str) -> dict:
     return {"level": level, "tolerance": tolerance, "objective": objective, "reallocate": reallocate,
             "floor": floor, "solver": solver}
-
-
-def rule_order(table: pd.DataFrame) -> Sequence[str]:
-    """Rules with latitude, deepest cut first (what the LP turns down first)."""
-    part = table[table["latitude"]].sort_values(["cut", "given_up"], ascending=False, kind="stable")
-    return list(part["rule"])
 
 
 # ----------------------------------------------------------------------------- one rule's cap

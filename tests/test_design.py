@@ -73,6 +73,8 @@ def test_with_ample_budgets_every_intensity_is_one():
     assert np.allclose(found.intensity, 1.0)
     tables = design.tables(found)
     assert tables["overall"]["given_up"].iloc[0] == pytest.approx(0.0, abs=1e-9)
+    assert tables["overall"]["replications"].iloc[0] == 200
+    assert list(tables["rules"]["domain"]) == ["d", "d"]
     assert not tables["lines"]["binding"].any()
 
 
@@ -199,7 +201,7 @@ def template_run(tmp_path_factory):
     return results.load(pipeline.run(None, model="template", settings=settings, out=folder, progress=False).path)
 
 
-def test_design_of_a_run_saves_its_tables_and_a_scenario_that_reruns(template_run, tmp_path):
+def test_design_of_a_run_saves_its_tables_and_a_scenario_that_reruns(template_run, tmp_path, capsys):
     out = pipeline.design_of(template_run, level=0.9, tolerance=0.02, floor=0.0, solver="highs")
     stage = template_run.stage("design")
     assert stage is not None and {"rules", "articles", "lines", "constraints", "overall", "path"} <= set(stage.tables)
@@ -213,6 +215,11 @@ def test_design_of_a_run_saves_its_tables_and_a_scenario_that_reruns(template_ru
                          out=tmp_path / "fresh", progress=False)
     check = pipeline.verify_design(template_run, results.load(fresh.path))
     assert (check["cvar_z"].abs() <= 3).all() and (check["p_overrun_z"].abs() <= 3).all(), check
+    from sim.cli import main
+
+    assert main(["design", str(template_run.path), "--verify", str(fresh.path), "--lang", "en"]) == 0
+    shown = capsys.readouterr().out
+    assert "z CVaR" in shown and "innovation" in shown and "within sampling error" in shown
     with pytest.raises(Exception, match="not of the design"):
         pipeline.verify_design(template_run, template_run)
     same = pipeline.run(template_run.path / "design" / "scenario.toml", allow_outside=True, progress=False,
@@ -277,6 +284,8 @@ def test_design_refuses_an_uncertain_intensity_and_bad_settings():
         DesignInput.from_run(POLICY, rules, budgets, tolerance=2.0)
     with pytest.raises(DesignError, match="floor must be a share"):
         DesignInput.from_run(POLICY, rules, budgets, floor=1.5)
+    held = DesignInput.from_run(POLICY, rules, budgets, floor=1.0)  # a floor of 1: nothing may be cut
+    assert (held.lower == held.upper).all() and not held.latitude.any()
     with pytest.raises(DesignError, match="level must lie in"):
         design.build_design(toy(), level=1.0)
 
