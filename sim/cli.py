@@ -294,6 +294,13 @@ def cmd_budget(args: argparse.Namespace) -> int:
     print("\nReallocation of the claims budget between domains (total unchanged)")
     print(moved.assign(**{c: moved[c].map(money) for c in ("claims_budget", "claims", "reallocated_budget",
                                                            "shortfall", "change")}).to_string(index=False))
+    change = moved.set_index("domain")["change"]
+    for floor in run.policy().spending_floors:
+        given = -float(change.get(floor.domain, 0.0))
+        state = "at its limit" if given >= floor.margin.value - 1e-6 * max(1.0, floor.margin.value) else "within it"
+        print(f"spending floor {floor.id} ({floor.share:.0%} of {floor.expenditure:,.0f} 萬元 for {floor.domain}; "
+              f"margin {floor.margin.value:,.0f} 萬元{'*' if floor.margin.assumed else ''}): {floor.domain} gives up "
+              f"{max(given, 0.0) + 0.0:,.0f} 萬元, {state}")
     overall = tables["cvar_overall"].iloc[0]
     sized = tables["cvar_budgets"]
     print(f"\nCVaR-sized budgets: CVaR at {overall['level']:.0%} of total shortfall <= "

@@ -205,7 +205,9 @@ def test_analyse_a_run_and_the_budget_command(tmp_path, capsys):
     assert main(["budget", str(out), "--level", "0.9"]) == 0
     printed = capsys.readouterr().out
     for text in ("Coverage of expected claims", "shadow_price", "Minimum top-up", "Reallocation",
-                 "CVaR-sized budgets: CVaR at 90% of total shortfall", "P(any shortfall)"):
+                 "CVaR-sized budgets: CVaR at 90% of total shortfall", "P(any shortfall)",
+                 "spending floor livelihood-two-thirds (67% of 1,918,800 萬元 for livelihood; margin 0 萬元*): "
+                 "livelihood gives up 0 萬元, at its limit"):
         assert text in printed
     import sim.results
     saved = sim.results.load(out / "budget")
