@@ -302,6 +302,8 @@ def build_design(data: DesignInput, level: float = 0.95, objective: str = "suppo
     names = (tuple(f"intensity:{r}" for r in data.rules) + tuple(f"change:{d}" for d in data.domains[:layout.deltas])
              + tuple(f"var:{line.name}" for line in data.lines)
              + tuple(f"excess:{data.lines[k].name}:{s}" for k, s in pairs) + (("largest_cut",) if layout.t else ()))
+    idle = ~active(data, reallocate)  # a line the design cannot act on: no excess, a VaR threshold of 0
+    upper[layout.eta0:layout.eta0 + n_lines][idle] = 0.0
     lp = LinearProgram("design LP", names, cost, lower, upper)
     lp.inequalities.append(tail_rows(data, layout))
     lp.inequalities.append(cvar_rows(data, layout, level))

@@ -74,7 +74,10 @@ def test_with_ample_budgets_every_intensity_is_one():
     tables = design.tables(found)
     assert tables["overall"]["given_up"].iloc[0] == pytest.approx(0.0, abs=1e-9)
     assert tables["overall"]["replications"].iloc[0] == 200
+    assert tables["overall"]["support_after"].iloc[0] == pytest.approx(data.expected_full.sum())
     assert list(tables["rules"]["domain"]) == ["d", "d"]
+    lines = tables["lines"].iloc[0]
+    assert lines["cvar_before"] == lines["expected_shortfall_before"] == lines["p_overrun_before"] == 0.0
     assert not tables["lines"]["binding"].any()
 
 
@@ -143,10 +146,13 @@ def test_rules_without_latitude_stay_and_a_line_without_any_is_not_constrained()
     data = toy(budget_level=1.0, latitude=(False, True))
     x = design.design(data, 0.95).intensity
     assert x[0] == 1.0 and x[1] < 1.0
-    fixed = toy(budget_level=0.5, latitude=(False, False))
+    fixed = toy(budget_level=0.5, latitude=(False, False), tolerance=0.0)
     tables = design.tables(design.design(fixed, 0.95))
-    assert not tables["lines"]["designed"].iloc[0]
-    assert tables["lines"]["cvar_after"].iloc[0] == tables["lines"]["cvar_before"].iloc[0] > 0
+    line = tables["lines"].iloc[0]
+    assert not line["designed"] and not line["binding"]
+    assert line["cvar_after"] == line["cvar_before"] == pytest.approx(risk(fixed, np.ones(2))) and line["cvar_before"] > 0
+    short = np.maximum(fixed.full.sum(axis=1) - fixed.lines[0].budget, 0.0)
+    assert line["expected_shortfall_before"] == pytest.approx(short.mean())
 
 
 def test_infeasible_at_the_floors_names_the_line_and_what_it_can_reach():
@@ -170,6 +176,9 @@ def test_the_spending_floor_keeps_a_domain_from_giving_up_more_than_its_margin()
     result = design.design(held, 0.95, reallocate=True)
     change = design.tables(result)["reallocation"].set_index("domain")["change"]
     assert change["rich"] >= -30.0 - 1e-6
+    for solver in ("scipy", "cbc"):  # the same LP through the array path and through PuLP's model
+        other = design.design(held, 0.95, reallocate=True, solver=solver)
+        assert other.solution.objective == pytest.approx(result.solution.objective, rel=1e-6)
     constraints = design.tables(result)["constraints"]
     assert constraints[constraints["family"] == "spending_floor"]["binding"].all()
 
@@ -232,6 +241,9 @@ def test_the_cap_search_matches_a_full_rerun_with_that_cap(template_run, tmp_pat
     out = pipeline.cap_redesign_of(template_run, "t01-rd-increase", level=0.5, tolerance=0.2, progress=False)
     summary = out["summary"].iloc[0]
     cap = summary["designed"]
+    curve = out["curve"]
+    assert len(curve) == 21 and curve["value"].iloc[-1] == summary["searched_up_to"] == 200.0
+    assert (curve["cvar"].diff().dropna() >= -1e-9).all()  # claims rise with the cap
     assert 0 < cap < summary["current"], summary
     domain = "innovation"
 
@@ -286,6 +298,16 @@ def test_design_refuses_an_uncertain_intensity_and_bad_settings():
         DesignInput.from_run(POLICY, rules, budgets, floor=1.5)
     held = DesignInput.from_run(POLICY, rules, budgets, floor=1.0)  # a floor of 1: nothing may be cut
     assert (held.lower == held.upper).all() and not held.latitude.any()
+    data = POLICY.data()
+    fixed = next(i for i, r in enumerate(POLICY.rules) if r.latitude is None)
+    data["rules"][fixed]["intensity"] = {"value": 0.0, "scenario": "off"}
+    off = from_dict(data, "p", POLICY.source_text)
+    many = pd.DataFrame({"replication": np.repeat(np.arange(50), len(POLICY.rules)),
+                         "rule": list(POLICY.rule_ids) * 50, "district": 7.0})
+    budgets50 = pd.DataFrame({"replication": np.repeat(np.arange(50), 6), "domain": list(POLICY.domain_keys) * 50,
+                              "claims_budget": 1e6})
+    found = DesignInput.from_run(off, many, budgets50)
+    assert (found.full[:, fixed] == 0).all() and (np.delete(found.full, fixed, axis=1) == 7.0).all()
     with pytest.raises(DesignError, match="level must lie in"):
         design.build_design(toy(), level=1.0)
 
@@ -307,6 +329,10 @@ def test_the_design_command_prints_saves_and_the_report_shows_it(template_run, c
     assert main(["design", str(template_run.path), "--cap-rule", "t01-rd-increase", "--level", "0.5",
                  "--tolerance", "0.2", "--no-save", "--no-progress", "--lang", "en"]) == 0
     assert "t01-rd-increase cap: today 50" in capsys.readouterr().out
+    assert main(["design", str(template_run.path), "--cap-rule", "t01-rd-increase", "--level", "0.5",
+                 "--tolerance", "0.2", "--no-save", "--no-progress"]) == 0
+    zh = capsys.readouterr().out
+    assert zh.startswith("t01-rd-increase 的上限:现行 50") and "在限额之内的最大取值" in zh
     from sim import export
 
     book = pd.read_excel(export.export(template_run.path, tmp_path / "run.xlsx", lang="en"), sheet_name=None)
