@@ -123,8 +123,14 @@ def test_cbc_highs_and_scipy_agree_to_1e_6(objective, reallocate):
 
 def test_minimax_cuts_every_rule_with_latitude_alike():
     data = toy(budget_level=0.8)
-    x = design.design(data, 0.95, "minimax").intensity
+    found = design.design(data, 0.95, "minimax")
+    x = found.intensity
     assert x[0] == pytest.approx(x[1], abs=1e-6) and x[0] < 1
+    tables = design.tables(found)
+    assert tables["overall"]["largest_cut"].iloc[0] == pytest.approx(1 - x[0], abs=1e-9)
+    floors = design.tables(design.design(toy(budget_level=0.3, floors=(0.1, 0.1), tolerance=0.5), 0.95))
+    at = floors["rules"][floors["rules"]["at_floor"]]["rule"]
+    assert set(floors["constraints"].query("family == 'floor'")["constraint"]) == set(at) and len(at)
     assert risk(data, x) == pytest.approx(data.lines[0].tolerance, rel=1e-6)
 
 
@@ -176,6 +182,7 @@ def test_the_spending_floor_keeps_a_domain_from_giving_up_more_than_its_margin()
     result = design.design(held, 0.95, reallocate=True)
     change = design.tables(result)["reallocation"].set_index("domain")["change"]
     assert change["rich"] >= -30.0 - 1e-6
+    assert set(design.tables(result)["constraints"]["family"]) >= {"envelope", "spending_floor", "cvar"}
     for solver in ("scipy", "cbc"):  # the same LP through the array path and through PuLP's model
         other = design.design(held, 0.95, reallocate=True, solver=solver)
         assert other.solution.objective == pytest.approx(result.solution.objective, rel=1e-6)
@@ -229,6 +236,9 @@ def test_design_of_a_run_saves_its_tables_and_a_scenario_that_reruns(template_ru
     assert main(["design", str(template_run.path), "--verify", str(fresh.path), "--lang", "en"]) == 0
     shown = capsys.readouterr().out
     assert "z CVaR" in shown and "innovation" in shown and "within sampling error" in shown
+    zh = design.verify_text(check, "zh-Hans")
+    assert zh.splitlines()[0].split()[-2:] == ["z(尾部缺口)", "z(超支概率)"] and "抽样误差" in zh
+
     with pytest.raises(Exception, match="not of the design"):
         pipeline.verify_design(template_run, template_run)
     same = pipeline.run(template_run.path / "design" / "scenario.toml", allow_outside=True, progress=False,
@@ -378,3 +388,13 @@ def test_the_baselines_design_keeps_its_promise_on_a_fresh_seed(tmp_path):
     assert (check["cvar_z"].abs() <= 3).all() and (check["p_overrun_z"].abs() <= 3).all(), check
     lines = base.stage("design")["lines"].set_index("line")
     assert lines.loc["science_technology", "p_overrun_after"] < lines.loc["science_technology", "p_overrun_before"]
+
+
+def test_the_bootstrap_errors_are_per_domain_and_over_draws():
+    rng = np.random.default_rng(3)
+    losses = np.column_stack([np.zeros(60), rng.lognormal(3.0, 1.0, 60)])
+    budgets = np.full((60, 2), 25.0)
+    out = design.domain_risk(losses, budgets, 0.9, 3, 200, np.random.default_rng(0))
+    assert out["cvar_se"].iloc[0] == 0.0 and out["p_overrun_se"].iloc[0] == 0.0
+    assert out["cvar_se"].iloc[1] > 0 and out["p_overrun_se"].iloc[1] > 0
+    assert out["cvar"].iloc[1] == pytest.approx(design.cvar(np.maximum(losses[:, 1] - 25.0, 0.0), 0.9))
