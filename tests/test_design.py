@@ -398,3 +398,24 @@ def test_the_bootstrap_errors_are_per_domain_and_over_draws():
     assert out["cvar_se"].iloc[0] == 0.0 and out["p_overrun_se"].iloc[0] == 0.0
     assert out["cvar_se"].iloc[1] > 0 and out["p_overrun_se"].iloc[1] > 0
     assert out["cvar"].iloc[1] == pytest.approx(design.cvar(np.maximum(losses[:, 1] - 25.0, 0.0), 0.9))
+
+
+def test_a_verified_reallocation_moves_the_fresh_runs_budgets_too():
+    rules = pd.DataFrame({"replication": [0, 0, 1, 1], "rule": ["a", "b", "a", "b"], "domain": ["d", "e", "d", "e"],
+                          "district": [10.0, 1.0, 30.0, 2.0]})
+    budgets = pd.DataFrame({"replication": [0, 0, 1, 1], "domain": ["d", "e", "d", "e"],
+                            "claims_budget": [20.0, 5.0, 20.0, 5.0]})
+    change = pd.DataFrame({"domain": ["d", "e"], "change": [4.0, -4.0]})
+    losses, b = design._losses(rules, budgets, ["d", "e"], None, change)
+    assert losses.tolist() == [[10.0, 1.0], [30.0, 2.0]] and b.tolist() == [[24.0, 1.0], [24.0, 1.0]]
+    halved, _ = design._losses(rules, budgets, ["d", "e"], pd.Series({"a": 0.5, "b": 1.0}), None)
+    assert halved[:, 0].tolist() == [5.0, 15.0]
+
+
+def test_the_lp_reallocates_only_when_asked_and_tables_keep_numbers():
+    lp, layout = design.build_design(toy())
+    assert layout.deltas == 0 and not any(v.startswith("change:") for v in lp.variables)
+    tables = design.tables(design.design(toy(budget_level=0.3, floors=(0.1, 0.1), tolerance=0.5), 0.95))
+    assert tables["rules"]["floor"].dtype == float
+    floors = tables["constraints"].query("family == 'floor'")
+    assert (floors["rhs"] == 0.1).all() and len(floors)
