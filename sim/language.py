@@ -133,6 +133,10 @@ ZH = {
     "target_article": "条款", "target_quote": "原文", "target_value_unit": "目标", "target_simulated": "模拟值",
     "target_how": "模拟值的含义", "target_not_simulated": "未模拟",
     "comparison_at_least": "不低于", "comparison_at_most": "不高于", "comparison_about": "约",
+    "fig_design": "预算收紧时各条款兑现比例的变化",
+    "cap_design": ("横轴为各领域可兑现预算相对现有水平的倍数(向右逐渐收紧),纵轴为优化后的兑现比例(占最高额);"
+                   "每条线是一个被下调的条款,越早离开100%的条款越先被下调。预算收紧时已下调的条款不再回升。"),
+    "design_factor": "可兑现预算为现有的倍数", "design_share": "兑现比例(占最高额)",
     # design
     "design_title": "怎样定奖补力度才不超支:在政策文本留有余地的条款内优化",
     "design_intro": ("对文本写明“最高”“不超过”“一定比例”等、留有余地的条款,在不低于下限的前提下选择实际兑现比例"
@@ -271,6 +275,11 @@ EN = {
     "target_article": "Article", "target_quote": "Text", "target_value_unit": "Target", "target_simulated": "Simulated",
     "target_how": "What the simulated value is", "target_not_simulated": "not simulated",
     "comparison_at_least": "at least", "comparison_at_most": "at most", "comparison_about": "about",
+    "fig_design": "Award intensities as the budgets tighten",
+    "cap_design": ("Across: every domain's claims budget as a multiple of today's (tighter to the right); up: the "
+                   "designed intensity (share of the maximum). Each line is a rule the design turns down: the "
+                   "earlier it leaves 100%, the sooner it is cut. A cut once made stays as budgets tighten."),
+    "design_factor": "Claims budgets, multiple of today's", "design_share": "Intensity (share of maximum)",
     # design
     "design_title": "Award levels that keep each budget: a design within the text's latitude",
     "design_intro": (

@@ -34,7 +34,7 @@ FONT_FAMILY = "FiscalsimCJK"  # the embedded face's name in the HTML
 DOMAIN_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 RUNOUT_SHOWN = 0.05  # a run-out month is shown where the budget runs out in at least this share of years
 QUEUEING = 1.0  # a bureau "queues" where on some day at least this many applications wait on average
-FIGURES = ("claims", "articles", "cash", "waits", "queues", "needed", "verify")
+FIGURES = ("claims", "articles", "cash", "waits", "queues", "needed", "verify", "design")
 
 
 # ----------------------------------------------------------------------------- fonts
@@ -241,6 +241,16 @@ def design_lines_table(run: Run) -> pd.DataFrame:
     if "reallocation" in stage:
         out = out.merge(stage["reallocation"], left_on="line", right_on="domain", how="left", suffixes=("", "_r"))
     return out
+
+
+def design_path_table(run: Run) -> pd.DataFrame:
+    """The nested design path of a saved design, for the rules it ever turns down (empty without a design)."""
+    stage = run.stage("design")
+    if stage is None or "path" not in stage:
+        return pd.DataFrame(columns=["factor", "rule", "intensity"])
+    path = stage["path"]
+    cut = path.groupby("rule")["intensity"].min() < 1.0 - 1e-6
+    return path[path["rule"].map(cut)].reset_index(drop=True)
 
 
 def design_display(rules: pd.DataFrame, lines: pd.DataFrame, policy: Policy, lang: str
@@ -599,6 +609,22 @@ def _grid(count: int, columns: int = 3):
     return fig, axes.ravel()[:count]
 
 
+def plot_design_path(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
+    """Each rule's designed intensity against the budget multiple, tighter to the right."""
+    t = language.labels(lang)
+    order = table.groupby("rule")["intensity"].mean().sort_values().index
+    for rule in order:
+        part = table[table["rule"] == rule].sort_values("factor")
+        colour = domain_colour(policy, policy.rule(rule).domain)
+        ax.plot(part["factor"], part["intensity"] * 100, marker=".", lw=1.2, label=rule,
+                color=colour if len(order) <= 1 else None)
+    ax.invert_xaxis()
+    ax.set_xlabel(t["design_factor"])
+    ax.set_ylabel(t["design_share"] + " (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, ncol=2, frameon=False, loc="lower left")
+
+
 def _one_axis(size: tuple[float, float], plot: Callable, *args) -> Callable:
     """A function that draws ``plot(*args, ax)`` on a new figure of ``size`` inches and returns the figure."""
     def draw():
@@ -651,6 +677,9 @@ def _figures(run: Run, policy: Policy, lang: str) -> tuple[dict[str, pd.DataFram
     draw["needed"] = _one_axis((9, 4), plot_needed, tables["needed"], policy, lang)
     if len(tables["verify_first"]):
         draw["verify"] = _one_axis((9, 5.5), plot_verify_first, tables["verify_first"], lang)
+    tables["design_path"] = design_path_table(run)
+    if len(tables["design_path"]):
+        draw["design"] = _one_axis((9, 4.8), plot_design_path, tables["design_path"], policy, lang)
     return tables, draw
 
 
@@ -797,7 +826,7 @@ def _targets_html(run: Run, policy: Policy, lang: str) -> str:
             + table_html(targets_display(table, policy, lang)))
 
 
-def _design_html(run: Run, policy: Policy, lang: str) -> str:
+def _design_html(run: Run, policy: Policy, lang: str, image: str = "") -> str:
     if run.stage("design") is None:
         return ""
     t = language.labels(lang)
@@ -806,7 +835,7 @@ def _design_html(run: Run, policy: Policy, lang: str) -> str:
     path = f"{run.path}/design/scenario.toml" if run.path is not None else "design/scenario.toml"
     return (f"<h2>{html.escape(t['design_title'])}</h2><p>{html.escape(design_intro(run, lang))}</p>"
             f"<h3>{html.escape(t['design_rules'])}</h3>{cut}"
-            f"<h3>{html.escape(t['design_lines'])}</h3>{table_html(lines)}"
+            f"<h3>{html.escape(t['design_lines'])}</h3>{table_html(lines)}{image}"
             f"<p class=\"note\">{html.escape(t['design_scenario'].format(path=path))}</p>")
 
 
@@ -819,7 +848,7 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
                                                                                    lang))
     process = "process_runout_summary" in run
     terms = "".join(f"<li>{html.escape(s)}</li>" for s in definitions(lang, process))
-    figure_order = [n for n in FIGURES if n in pngs and n != "verify"]
+    figure_order = [n for n in FIGURES if n in pngs and n not in ("verify", "design")]
     verify_table = tables["verify_first"]
     captions = {name: t[f"cap_{name}"] for name in FIGURES}
     if len(verify_table):
@@ -851,7 +880,8 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
 <h3>{html.escape(t['definitions'])}</h3><ul class="definitions">{terms}</ul>
 {figures}
 {verify}
-{_design_html(run, policy, lang)}
+{_design_html(run, policy, lang, _figure_html("design", pngs["design"], lang, captions["design"])
+               if "design" in pngs else "")}
 <h2>{html.escape(t['assumptions'])}</h2><p class="note">{html.escape(t['assumptions_note'])}</p>
 {_assumptions_html(tables['assumptions'], lang)}
 <h2>{html.escape(t['calibration'])}</h2><p class="note">{html.escape(t['calibration_note'])}</p>

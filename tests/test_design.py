@@ -333,6 +333,7 @@ def test_the_design_command_prints_saves_and_the_report_shows_it(template_run, c
     assert "binding:" in out and "scenario.toml" in out
     page = report.write_report(template_run.path, lang="zh-Hans", out=tmp_path / "report").read_text(encoding="utf-8")
     assert "怎样定奖补力度才不超支" in page and "调整后超支概率" in page
+    assert "预算收紧时各条款兑现比例的变化" in page and 'data-file="design.zh-Hans.png"' in page
     assert "政策文本中的量化目标" not in page or "原文" in page
     assert main(["design", str(template_run.path), "--floor", "0.99", "--tolerance", "0"]) == 2
     assert "design LP infeasible" in capsys.readouterr().err
