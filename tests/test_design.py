@@ -420,3 +420,17 @@ def test_the_lp_reallocates_only_when_asked_and_tables_keep_numbers():
     assert tables["rules"]["floor"].dtype == float
     floors = tables["constraints"].query("family == 'floor'")
     assert (floors["rhs"] == 0.1).all() and len(floors)
+
+
+def test_a_smaller_envelope_keeps_two_thirds_of_the_cut_out_of_livelihood():
+    """Cutting the total by 300 萬元 lowers all spending by 300, so two thirds of the line may come out of
+    livelihood (200) with a margin of 0; the other 100 must come from domains that need their money."""
+    base = budget.ClaimsInput.from_policy(POLICY, {r: 1.0 for r in POLICY.rule_ids})
+    claims = np.array([base.budgets[base.rule_domain[i]] / np.sum(base.rule_domain == base.rule_domain[i])
+                       for i in range(len(base.rules))])
+    livelihood = base.domains.index("livelihood")
+    claims[base.rule_domain == livelihood] = 10.0 / np.sum(base.rule_domain == livelihood)
+    data = budget.ClaimsInput.from_policy(POLICY, dict(zip(POLICY.rule_ids, claims)))
+    moved = budget.reallocation(data, envelope=float(data.budgets.sum()) - 300.0, solver="highs").set_index("domain")
+    assert moved.loc["livelihood", "change"] == pytest.approx(-200.0, abs=1e-3)  # share 0.666667
+    assert moved["shortfall"].sum() == pytest.approx(100.0, abs=1e-3)
