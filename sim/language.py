@@ -142,7 +142,8 @@ ZH = {
     "design_intro": ("对文本写明“最高”“不超过”“一定比例”等、留有余地的条款,在不低于下限的前提下选择实际兑现比例"
                      "(占最高额的比例),使每个领域在最坏的{tail}年份里平均缺口不超过该领域可兑现预算的{tol},"
                      "并使按优先级加权的预计兑现额最大。文本写死金额或比例的条款不调整。结果依赖可兑现预算等假设,"
-                     "以及“下限”这一规划设定。"),
+                     "以及“下限”这一规划设定。“预算降到几倍时开始下调”取自逐步收紧各领域预算、"
+                     "已下调条款不再回升的路径;“仅在本方案中”表示该条款只在本方案(不受路径约束的最优解)中下调。"),
     "design_rules": "需要下调的条款(最先下调的在前)",
     "design_lines": "调整前后各领域的风险",
     "design_rule": "条款", "design_intensity": "兑现比例(占最高额)", "design_floor": "下限",
@@ -153,7 +154,7 @@ ZH = {
     "design_cvar_after": "调整后尾部平均缺口(亿元)", "design_shadow": "每多1万元预算可多兑现(万元)",
     "design_change_yi": "调剂(亿元)",
     "design_none": "各领域在现行力度下已满足风险要求,无需下调任何条款。",
-    "design_never": "—",
+    "design_never": "仅在本方案中",
     "design_scenario": "按此力度重新模拟(换一个随机种子)可检验承诺:fiscalsim run {path} -s 新种子",
     # the plain answer
     "answer": "结论:各领域预算是否够用",
@@ -287,7 +288,9 @@ EN = {
         "of the maximum) no lower than their floor, chosen so that in the worst {tail} of years each domain's "
         "average shortfall stays within {tol} of its claims budget, with the most priority-weighted expected "
         "support. Rules whose text fixes the amount or rate are not changed. The result depends on the assumed "
-        "claims budgets and on the floors, a planning setting."),
+        "claims budgets and on the floors, a planning setting. \"Cut from budget x\" comes from a path on which "
+        "every budget shrinks step by step and a cut, once made, stays; \"this design only\" marks a rule that only "
+        "the free optimum at today's budgets cuts."),
     "design_rules": "Rules the design turns down (first cut first)",
     "design_lines": "Each domain's risk before and after",
     "design_rule": "Rule", "design_intensity": "Intensity (share of maximum)", "design_floor": "Floor",
@@ -298,7 +301,7 @@ EN = {
     "design_cvar_after": "Mean tail shortfall after (億元)", "design_shadow": "Support per extra 萬元 of budget (萬元)",
     "design_change_yi": "Reallocated (億元)",
     "design_none": "Every domain meets the risk limit at today's award levels; no rule needs a cut.",
-    "design_never": "—",
+    "design_never": "this design only",
     "design_scenario": "Check the promise on fresh replications: fiscalsim run {path} -s ANOTHER_SEED",
     "answer": "The answer: is each domain's budget enough?",
     "domain": "Domain",
