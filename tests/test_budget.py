@@ -213,3 +213,34 @@ def test_analyse_a_run_and_the_budget_command(tmp_path, capsys):
     saved = sim.results.load(out / "budget")
     assert {"coverage_domains", "cvar_budgets", "pro_rata", "top_up"} <= set(saved.tables)
     assert isinstance(saved["cvar_budgets"], pd.DataFrame)
+
+
+@pytest.mark.parametrize("solver", ["highs", "scipy"])
+def test_every_constraint_familys_shadow_prices_match_cbcs(solver):
+    """Duals per row, block by block (coverage: domain budgets, sub-lines, net total), the same whichever
+    solver: a block's duals must not be shifted onto another's rows."""
+    data = claims_input()
+    tight = data.domain_claims() * np.array([1.2, 0.7, 1.0, 0.5, 1.5, 0.9])
+    data = claims_input(budgets=tight)
+    sub = list(data.sublines)
+    name, members, _ = sub[0]
+    sub[0] = (name, members, float(data.claims[members].sum()) * 0.5)  # a binding sub-line
+    data = ClaimsInput(data.rules, data.domains, data.claims, data.rule_domain, data.budgets, data.weights,
+                       tuple(sub), float(data.claims.sum()) * 0.6)  # and a binding net total
+    reference = budget.coverage(data, solver="cbc")["constraints"]
+    other = budget.coverage(data, solver=solver)["constraints"]
+    assert list(other.columns) == ["family", "constraint", "slack", "shadow_price", "binding"]
+    assert set(reference["family"]) == {"domain_budget", "subline", "net_total"}
+    assert reference["binding"].sum() >= 2
+    assert np.allclose(other["shadow_price"], reference["shadow_price"], atol=1e-6)
+    rules = budget.coverage(data, solver=solver)["rules"]
+    assert list(rules["rule"]) == list(data.rules)
+
+
+def test_the_budget_stage_reports_todays_claims_budgets_beside_the_cvar_ones():
+    rng = np.random.default_rng(1)
+    rows = [{"replication": s, "rule": r, "domain": POLICY.rule(r).domain, "district": float(rng.gamma(2.0, 300.0))}
+            for s in range(50) for r in POLICY.rule_ids]
+    tables, _ = budget.analyse(POLICY, pd.DataFrame(rows), solver="highs")
+    today = [d.claims_budget.value for d in POLICY.domains]
+    assert tables["cvar_budgets"]["current_claims_budget"].tolist() == today

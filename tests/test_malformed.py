@@ -139,6 +139,15 @@ CASES = {
         TEXT.replace('quote = "確保一般公共預算支出三分之二用于民生領域"\n\n# Quantified',
                      'quote = "確保一般公共預算支出四分之三用于民生領域"\n\n# Quantified'),
         "spending floor livelihood-two-thirds: quote is not found verbatim"),
+    "tiered rule with an empty tier list": (
+        in_rule("a16-incubator-rating", "tiers = [{ at = 4, amount = 20 }, { at = 5, amount = 30 }]", "tiers = []"),
+        "rule a16-incubator-rating: a tiered rule needs at least one tier"),
+    "spending floor share above 1": (
+        TEXT.replace('share = { value = 0.666667, derived', 'share = { value = 1.5, derived'),
+        "spending floor livelihood-two-thirds: share must be <= 1, got 1.5"),
+    "negative stretch of a target": (
+        TEXT.replace("stretch = 362", "stretch = -362"),
+        "target new-high-tech-enterprises: stretch must be >= 0, got -362"),
     "not TOML": (
         TEXT.replace('[reading]', '[reading', 1),
         "policy.toml: not valid TOML"),

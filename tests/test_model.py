@@ -109,3 +109,10 @@ def test_policy_is_immutable():
         POLICY.rules[0].tiers = ()
     with pytest.raises(TypeError):
         POLICY.claimants["x"] = "y"
+
+
+def test_articles_keep_every_responsible_unit_in_order():
+    policy = sim.policy.load()
+    five = policy.article(5)
+    assert five.lead == five.responsible[0] == "區發改局" and five.responsible[-1] == "濱江供電分公司"
+    assert len(five.responsible) == 11
