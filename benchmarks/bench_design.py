@@ -23,8 +23,8 @@ import sim.montecarlo as mc
 import sim.scenario as scenario
 
 
-def inputs_like_baseline(policy, spec, scenarios, seed=0, floor=0.3):
-    run = mc.run(policy, spec, 100, seed=1, progress=False)
+def inputs_like_baseline(policy, spec, scenarios, seed=0, floor=0.3, base=100):
+    run = mc.run(policy, spec, base, seed=1, progress=False)
     base = design.DesignInput.from_run(policy, run.rules, run.budgets, tolerance=0.01, floor=floor)
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, base.full.shape[0], scenarios)
@@ -40,13 +40,14 @@ def main(argv=None):
     parser.add_argument("--scenarios", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--solvers", nargs="+", default=["highs", "scipy", "cbc"])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--base", type=int, default=100, help="replications of the run the inputs are resampled from")
     args = parser.parse_args(argv)
     policy, spec = scenario.apply(scenario.baseline())
     results = []
     print(f"{'S':>7} {'realloc':>7} {'solver':>6} {'rules':>5} {'vars':>7} {'rows':>7} {'build s':>18} {'solve s':>18} "
           f"{'support kept':>12}")
     for s in args.scenarios:
-        data = inputs_like_baseline(policy, spec, s)
+        data = inputs_like_baseline(policy, spec, s, base=args.base)
         for reallocate, solver in [(False, solver) for solver in args.solvers] + [(True, args.solvers[0])]:
             builds, solves, kept = [], [], None
             for _ in range(args.repeat):

@@ -32,6 +32,14 @@ def test_bench_budget_runs_tiny(tmp_path):
     assert results[0]["lp"] == "cvar" and results[0]["total_budget"] > 0
 
 
+def test_bench_design_runs_tiny():
+    from benchmarks import bench_design
+
+    results = bench_design.main(["--scenarios", "200", "--repeat", "1", "--solvers", "scipy", "--base", "4"])
+    assert [r["reallocate"] for r in results] == [False, True] and results[0]["variables"] > 45
+    assert 0 < results[0]["support_kept"] <= 1
+
+
 def test_bench_process_runs_tiny(tmp_path):
     from benchmarks import bench_process
 
