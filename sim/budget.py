@@ -202,6 +202,18 @@ def _solve_pulp(lp: LinearProgram, solver: str) -> Solution:
 
 
 # ----------------------------------------------------------------------------- inputs
+def paid_sublines(policy: Policy) -> list[tuple[str, str, np.ndarray, float]]:
+    """The stated sub-lines that rules are paid from: (``domain/line`` name, domain key, rule indices, amount)."""
+    out = []
+    for domain in policy.domains:
+        for line in domain.sublines:
+            members = np.array([i for i, r in enumerate(policy.rules)
+                                if r.domain == domain.key and r.subline == line.id], dtype=int)
+            if len(members):
+                out.append((f"{domain.key}/{line.id}", domain.key, members, float(line.amount)))
+    return out
+
+
 @dataclass(frozen=True)
 class ClaimsInput:
     """Expected district-paid claims per rule and the budgets they draw on, as arrays."""
@@ -226,13 +238,7 @@ class ClaimsInput:
             raise BudgetError(f"expected claims must be >= 0; negative for {', '.join(claims.index[claims < 0])}")
         domains = policy.domain_keys
         index = {d: i for i, d in enumerate(domains)}
-        sublines = []
-        for domain in policy.domains:
-            for line in domain.sublines:
-                members = np.array([i for i, r in enumerate(policy.rules)
-                                    if r.domain == domain.key and r.subline == line.id], dtype=int)
-                if len(members):
-                    sublines.append((f"{domain.key}/{line.id}", members, line.amount))
+        sublines = [(name, members, amount) for name, _, members, amount in paid_sublines(policy)]
         return cls(
             rules=policy.rule_ids, domains=domains, claims=claims.to_numpy(),
             rule_domain=np.array([index[r.domain] for r in policy.rules]),
@@ -360,13 +366,19 @@ def coverage(data: ClaimsInput, budgets: np.ndarray | None = None, solver: str =
         "shadow_price": -sol.duals["domain_budget"] + 0.0,
         "binding": np.abs(sol.slacks["domain_budget"]) <= TOL * np.maximum(1.0, budgets),
     })
-    constraints = []
-    for block in lp.inequalities:
-        for name, dual, slack in zip(block.names, sol.duals[block.family], sol.slacks[block.family]):
-            constraints.append({"family": block.family, "constraint": name, "slack": slack, "shadow_price": -dual,
-                                "binding": abs(slack) <= TOL * max(1.0, abs(block.rhs[list(block.names).index(name)]))})
-    return {"rules": rules, "domains": domains, "constraints": pd.DataFrame(constraints),
-            "timing": timing(sol)}
+    constraints = pd.DataFrame(constraint_rows(sol, lp.inequalities, TOL),
+                               columns=["family", "constraint", "slack", "shadow_price", "binding"])
+    return {"rules": rules, "domains": domains, "constraints": constraints, "timing": timing(sol)}
+
+
+def constraint_rows(sol: Solution, blocks: Sequence[RowBlock], tol: float) -> list[dict]:
+    """One record per row of ``blocks``: its right-hand side, slack, shadow price (the value of one more unit of
+    right-hand side) and whether it binds (slack within ``tol`` of the right-hand side's size)."""
+    return [{"family": block.family, "constraint": name, "rhs": float(rhs), "slack": float(slack),
+             "shadow_price": float(-dual) + 0.0, "binding": abs(slack) <= tol * max(1.0, abs(rhs))}
+            for block in blocks
+            for name, dual, slack, rhs in zip(block.names, sol.duals[block.family], sol.slacks[block.family],
+                                              block.rhs)]
 
 
 # ----------------------------------------------------------------------------- top-up and reallocation
@@ -557,6 +569,13 @@ def _cvar(values: np.ndarray, level: float) -> float:
     """Empirical CVaR (Rockafellar-Uryasev, at the empirical VaR)."""
     eta = np.quantile(values, level, method="inverted_cdf")
     return float(eta + np.maximum(values - eta, 0.0).mean() / (1.0 - level))
+
+
+def claims_budget_frame(budgets: pd.DataFrame, domains: Sequence[str], index=None) -> pd.DataFrame:
+    """Replication x domain claims budgets from a run's ``budgets`` table (reindexed to ``index`` if given;
+    a replication without a budget there is NaN)."""
+    frame = budgets.pivot(index="replication", columns="domain", values="claims_budget")
+    return frame.reindex(index=index, columns=list(domains))
 
 
 def domain_loss_matrix(rules: pd.DataFrame, domains: Sequence[str]) -> np.ndarray:

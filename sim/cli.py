@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim import design as design_module
 from sim import executors, language, pipeline, population, report, results
 from sim import policy as policy_module
 from sim import scenario as scenario_module
@@ -323,14 +324,9 @@ def cmd_design(args: argparse.Namespace) -> int:
     t = language.labels(lang)
     policy = run.policy()
     if args.verify:
-        from sim import design as design_module
-
-        table = pipeline.verify_design(run, results.load(args.verify))
-        print(design_module.verify_text(table, lang))
+        print(design_module.verify_text(pipeline.verify_design(run, results.load(args.verify)), lang))
         return 0
     if args.cap_rule:
-        from sim import design as design_module
-
         out = pipeline.cap_redesign_of(run, args.cap_rule, number=args.number, level=args.level,
                                        tolerance=args.tolerance, save=not args.no_save, progress=not args.no_progress)
         print(design_module.cap_text(out, policy, lang))

@@ -38,7 +38,17 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from sim.budget import BudgetError, LinearProgram, RowBlock, Solution, solve
+from sim.budget import (
+    BudgetError,
+    LinearProgram,
+    RowBlock,
+    Solution,
+    claims_budget_frame,
+    constraint_rows,
+    domain_loss_matrix,
+    paid_sublines,
+    solve,
+)
 from sim.policy import Policy
 
 OBJECTIVES = ("support", "minimax")
@@ -101,8 +111,7 @@ class DesignInput:
         claims = rules.pivot_table(index="replication", columns="rule", values="district", aggfunc="sum",
                                    observed=False, fill_value=0.0).reindex(columns=ids, fill_value=0.0)
         domain_keys = list(policy.domain_keys)
-        budget = budgets.pivot_table(index="replication", columns="domain", values="claims_budget",
-                                     observed=False).reindex(index=claims.index, columns=domain_keys)
+        budget = claims_budget_frame(budgets, domain_keys, claims.index)
         if claims.empty or budget.isna().any().any():
             raise DesignError("the run has no replications with claims and claims budgets for every domain; "
                               "run `fiscalsim run` with its claims stage first")
@@ -128,13 +137,8 @@ class DesignInput:
         lines = [Line(d, "domain", i, np.flatnonzero(rule_domain == i), b[:, i], tolerance * float(b[:, i].mean()))
                  for i, d in enumerate(domain_keys)]
         if sublines:
-            for domain in policy.domains:
-                for line in domain.sublines:
-                    members = np.array([i for i, r in enumerate(policy.rules)
-                                        if r.domain == domain.key and r.subline == line.id], dtype=int)
-                    if len(members):
-                        lines.append(Line(f"{domain.key}/{line.id}", "subline", index[domain.key], members,
-                                          np.full(len(b), float(line.amount)), tolerance * float(line.amount)))
+            lines += [Line(name, "subline", index[domain], members, np.full(len(b), amount), tolerance * amount)
+                      for name, domain, members, amount in paid_sublines(policy)]
         give = np.full(len(domain_keys), np.inf)
         for spending in policy.spending_floors:
             give[index[spending.domain]] = spending.margin.value
@@ -211,14 +215,11 @@ def tail_rows(data: DesignInput, layout: Layout) -> RowBlock:
         line = data.lines[k]
         coef = data.full[s, line.members]
         nz = coef != 0
-        rows.append(np.full(nz.sum() + 2 + (layout.deltas > 0 and line.kind == "domain"), p))
-        extra_c = [layout.eta0 + k, layout.u0 + p]
-        extra_v = [-1.0, -1.0]
-        if layout.deltas and line.kind == "domain":
-            extra_c.append(layout.delta0 + line.domain)
-            extra_v.append(-1.0)
-        cols.append(np.concatenate([line.members[nz], extra_c]))
-        vals.append(np.concatenate([coef[nz], extra_v]))
+        extra = [layout.eta0 + k, layout.u0 + p] + ([layout.delta0 + line.domain]
+                                                    if layout.deltas and line.kind == "domain" else [])
+        cols.append(np.concatenate([line.members[nz], extra]))
+        vals.append(np.concatenate([coef[nz], np.full(len(extra), -1.0)]))
+        rows.append(np.full(len(cols[-1]), p))
         rhs.append(line.budget[s])
         names.append(f"{line.name}:{s}")
     n = len(layout.pairs)
@@ -359,8 +360,7 @@ def _infeasible(data: DesignInput, level: float, reallocate: bool) -> DesignErro
     # infeasible LP always has a line that is over it here)
     fix = "" if reallocate else ", reallocate between domains (--reallocate)"
     return DesignError(f"design LP infeasible: even with every rule with latitude at its floor, {'; '.join(parts)}; "
-                       "raise the "
-                       f"budget{fix}, raise the tolerance, or lower the floors (--floor)")
+                       f"raise the budget{fix}, raise the tolerance, or lower the floors (--floor)")
 
 
 # ----------------------------------------------------------------------------- solving and tables
@@ -383,8 +383,7 @@ class Design:
     def change(self) -> np.ndarray | None:
         if not self.reallocate:
             return None
-        x = self.solution.x[self.layout.delta0:self.layout.delta0 + len(self.data.domains)]
-        return x - x.mean() * 0.0
+        return self.solution.x[self.layout.delta0:self.layout.delta0 + len(self.data.domains)].copy()
 
 
 def design(data: DesignInput, level: float = 0.95, objective: str = "support", reallocate: bool = False,
@@ -426,22 +425,14 @@ def tables(result: Design) -> dict[str, pd.DataFrame]:
         lines[f"{col}_after"] = after[col]
     sol, layout = result.solution, result.layout
     # value of one more 萬元 of a line's budget: the duals of its tail rows, summed over replications
-    tail_dual = sol.duals.get("tail", np.zeros(0))
-    per_line = np.bincount(layout.pairs[:, 0], weights=-tail_dual, minlength=len(data.lines)) if len(tail_dual) else \
-        np.zeros(len(data.lines))
-    lines["shadow_price_budget"] = per_line + 0.0
+    lines["shadow_price_budget"] = np.bincount(layout.pairs[:, 0], weights=-sol.duals["tail"],
+                                               minlength=len(data.lines)) + 0.0
     lines["shadow_price_tolerance"] = -sol.duals["cvar"] + 0.0
     lines["binding"] = np.abs(sol.slacks["cvar"]) <= 1e-6 * np.maximum(1.0, lines["tolerance"].to_numpy())
     lines["designed"] = active(data, result.reallocate)  # False: no rule with latitude; its risk is the text's
     lines.loc[~lines["designed"], "binding"] = False
-    constraints = []
-    for block in result.solution.lp.inequalities + result.solution.lp.equalities:
-        if block.family == "tail":
-            continue
-        for name, dual, slack, rhs in zip(block.names, sol.duals[block.family], sol.slacks[block.family], block.rhs):
-            constraints.append({"family": block.family, "constraint": name, "rhs": float(rhs), "slack": float(slack),
-                                "shadow_price": float(-dual) + 0.0,
-                                "binding": abs(slack) <= 1e-6 * max(1.0, abs(rhs))})
+    constraints = constraint_rows(sol, [b for b in sol.lp.inequalities + sol.lp.equalities if b.family != "tail"],
+                                  1e-6)
     for i in np.flatnonzero(at_floor):
         constraints.append({"family": "floor", "constraint": data.rules[i], "rhs": float(data.lower[i]),
                             "slack": 0.0, "shadow_price": np.nan, "binding": True})
@@ -524,13 +515,10 @@ def _losses(rules: pd.DataFrame, budgets: pd.DataFrame, domains: list[str], scal
             change: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
     """(S, D) district-paid claims (each rule's scaled by ``scale``, its designed over its run intensity) and
     claims budgets (plus a reallocation's change)."""
-    from sim.budget import domain_loss_matrix
-
     if scale is not None:
         rules = rules.assign(district=rules["district"].to_numpy() * rules["rule"].astype(str).map(scale).to_numpy())
     losses = domain_loss_matrix(rules, domains)
-    b = budgets.pivot_table(index="replication", columns="domain", values="claims_budget", observed=False)
-    b = b.reindex(columns=domains).to_numpy(dtype=float)
+    b = claims_budget_frame(budgets, domains).to_numpy(dtype=float)
     if change is not None:
         b = b + change.set_index("domain").reindex(domains)["change"].to_numpy()[None, :]
     return losses, b

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from sim.budget import claims_budget_frame
+
 VERDICTS = ("overrun likely", "depends on the assumptions", "overrun unlikely")
 ALEATORY = "aleatory"  # the Sobol design's factor for the population drawn (the luck of the year)
 
@@ -61,8 +63,7 @@ def table(rules: pd.DataFrame, budgets: pd.DataFrame, domains: list[str], per_dr
     held at their point values; ``sobol``: the sensitivity stage's indices, where it ran.
     """
     claims = _claims_by_domain(rules).reindex(columns=domains)
-    budget = budgets.pivot(index="replication", columns="domain", values="claims_budget").reindex(
-        index=claims.index, columns=domains)
+    budget = claims_budget_frame(budgets, domains, claims.index)
     draw_of = claims.index.to_numpy() // per_draw
     rows = []
     for domain in domains:

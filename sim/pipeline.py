@@ -308,8 +308,6 @@ def design_of(run: results.Run, *, level: float = 0.95, tolerance: float = 0.01,
 
     from sim import design as design_module
 
-    if solver not in budget.SOLVERS:
-        raise FiscalsimError(f"solver must be one of {', '.join(budget.SOLVERS)}, got {solver!r}")
     policy = run.policy()
     data = design_module.DesignInput.from_run(policy, run.rules, run["budgets"], tolerance, floor)
     result = design_module.design(data, level, objective, reallocate, solver)
@@ -341,9 +339,9 @@ def design_of(run: results.Run, *, level: float = 0.95, tolerance: float = 0.01,
     return {"tables": tables, "scenario": text, "settings": settings}
 
 
-def rebuilt(run: results.Run, rows: bool = True):
+def rebuilt(run: results.Run):
     """(policy, population spec, drawn) of a finished run from its folder: the model data it used and, where
-    its assumptions varied, their draws (``rows``: the run's own design; else none, for a new design)."""
+    its assumptions varied, the run's own draws of them (None where they were held at their values)."""
     m = run.manifest
     policy = run.policy()
     spec = population.spec_from_dict(json.loads(run.text("population.json")), policy, f"{run.path}/population.json")
@@ -356,8 +354,7 @@ def rebuilt(run: results.Run, rows: bool = True):
     found = assumptions_module.collect(policy, spec, process_model, groups, f"{run.path}/assumptions.json",
                                       all_used=False)
     data = {"policy": policy.data(), "population": spec.data(), "process": process_module.process_data(process_model)}
-    design = (assumptions_module.design(-(-m["replications"] // m["per_draw"]), len(found.groups), m["seed"]) if rows
-              else np.zeros((0, len(found.groups))))
+    design = assumptions_module.design(-(-m["replications"] // m["per_draw"]), len(found.groups), m["seed"])
     return policy, spec, assumptions_module.Drawn(data, found, design, m["per_draw"], policy.source_text,
                                                   m["scenario"])
 
@@ -395,9 +392,7 @@ def cap_redesign_of(run: results.Run, rule_id: str, *, number: str = "cap", leve
                    .reindex(range(replications), fill_value=0.0).to_numpy(dtype=float))
     domain_claims = (rules[rules["domain"] == rule.domain].groupby("replication")["district"].sum()
                      .reindex(range(replications), fill_value=0.0).to_numpy(dtype=float))
-    budgets = run["budgets"]
-    b = (budgets[budgets["domain"] == rule.domain].set_index("replication")["claims_budget"]
-         .reindex(range(replications)).to_numpy(dtype=float))
+    b = budget.claims_budget_frame(run["budgets"], [rule.domain], range(replications))[rule.domain].to_numpy(float)
     out = design_module.cap_redesign(kept, number, rule_claims, domain_claims, b, level, tolerance, top)
     if save and run.path is not None:
         results.write_run(run.path / "design_cap" / f"{rule_id}-{number}", out,
@@ -431,20 +426,17 @@ def sensitivity_of(run: results.Run, *, samples: int = 64, executor=None, progre
                    save: bool = True) -> dict[str, pd.DataFrame]:
     """The Sobol stage again for a finished run, with more base samples; with ``save`` its tables (and the
     headline with its driver from these indices) go to ``RUN_DIR/sensitivity``."""
-
     m = run.manifest
     if m.get("uncertainty") != "ranges":
         raise FiscalsimError(f"{run.path}: the run held its assumptions at their point values "
                              "(--uncertainty none); there is nothing to analyse")
     replace(Settings(), sensitivity_samples=samples).check()
-    policy, spec, drawn = rebuilt(run, rows=False)
-    found = drawn.assumptions
+    policy, spec, drawn = rebuilt(run)
     settings = m["settings"]
     tables = sensitivity.analyse(drawn, policy, spec, m["seed"], samples, n=settings["n"], scale=settings["scale"],
                                  executor=executor, progress=progress)
-    rows = assumptions_module.design(-(-m["replications"] // m["per_draw"]), len(found.groups), m["seed"])
-    tables["headline"] = headline.table(run["rules"], run["budgets"], list(policy.domain_keys), m["per_draw"], rows,
-                                        found.keys, tables["sobol_indices"])
+    tables["headline"] = headline.table(run["rules"], run["budgets"], list(policy.domain_keys), m["per_draw"],
+                                        drawn.rows, drawn.assumptions.keys, tables["sobol_indices"])
     if save:
         results.write_run(run.path / "sensitivity", tables, {"kind": "fiscalsim sensitivity", "run": str(run.path),
                                                              "samples": samples}, force=True)

@@ -613,11 +613,10 @@ def plot_design_path(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None
     """Each rule's designed intensity against the budget multiple, tighter to the right."""
     t = language.labels(lang)
     order = table.groupby("rule")["intensity"].mean().sort_values().index
-    for rule in order:
+    for rule in order:  # one rule in its domain's colour; several in the colour cycle, to tell them apart
         part = table[table["rule"] == rule].sort_values("factor")
-        colour = domain_colour(policy, policy.rule(rule).domain)
         ax.plot(part["factor"], part["intensity"] * 100, marker=".", lw=1.2, label=rule,
-                color=colour if len(order) <= 1 else None)
+                color=domain_colour(policy, policy.rule(rule).domain) if len(order) == 1 else None)
     ax.invert_xaxis()
     ax.set_xlabel(t["design_factor"])
     ax.set_ylabel(t["design_share"] + " (%)")
