@@ -24,7 +24,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -607,3 +607,36 @@ def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance:
         "cvar_overall": sized["overall"], "pro_rata": sized["scaling"],
     }
     return tables, [cover["timing"], sized["timing"]]
+
+
+def years_coverage(policy: Policy, liabilities: pd.DataFrame, year_budgets: pd.DataFrame,
+                   solver: str = "cbc") -> pd.DataFrame:
+    """The coverage LP once per year of a multi-year run, on that year's budgets (the mean over replications
+    of each domain's claims budget) and expected claims (new awards and commitments), with every rule's
+    commitments funded in full (they are owed).  Where a domain's commitments alone exceed its budget
+    (``commitments_fit`` false) the year is solved without that floor.  The net total scales with the year's
+    budgets; spending floors (a share of one year's whole spending) are the budget allocation's business,
+    not the claims', and are left out."""
+    rows = []
+    reps = liabilities["replication"].nunique()
+    for year, part in liabilities.groupby("year", sort=True):
+        expected = part.groupby("rule", observed=False)["district"].sum() / reps
+        owed = part[part["origin"] == "commitment"].groupby("rule", observed=False)["district"].sum() / reps
+        data = ClaimsInput.from_policy(policy, expected.reindex(list(policy.rule_ids), fill_value=0.0))
+        b = (year_budgets[year_budgets["year"] == year].groupby("domain", observed=True)["claims_budget"].mean()
+             .reindex(list(policy.domain_keys)).to_numpy(float))
+        data = replace(data, net_total=data.net_total * b.sum() / max(data.budgets.sum(), 1e-9), spending_floors=())
+        share = np.divide(owed.reindex(list(policy.rule_ids), fill_value=0.0).to_numpy(float), data.claims,
+                          out=np.zeros(len(data.claims)), where=data.claims > 0)
+        try:
+            cover = coverage(data, b, solver, committed=np.minimum(share, 1.0))
+        except BudgetError:  # some domain owes more than its budget: fund what fits, and say so below
+            cover = coverage(data, b, solver)
+        domains = cover["domains"]
+        owed_domain = np.bincount(data.rule_domain, weights=share * data.claims, minlength=len(data.domains))
+        for i, row in domains.iterrows():
+            rows.append({"year": year, "domain": row["domain"], "claims_budget": row["claims_budget"],
+                         "claims": row["claims"], "commitments": owed_domain[i], "funded": row["funded"],
+                         "shortfall": row["shortfall"], "shadow_price": row["shadow_price"],
+                         "commitments_fit": bool(owed_domain[i] <= row["claims_budget"] * (1 + 1e-9))})
+    return pd.DataFrame(rows)

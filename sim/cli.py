@@ -28,6 +28,7 @@ from sim import design as design_module
 from sim import executors, language, pipeline, population, report, results
 from sim import policy as policy_module
 from sim import scenario as scenario_module
+from sim import years as years_module
 from sim.awards import evaluate, explain
 from sim.errors import FirmTableError, FiscalsimError
 from sim.firms import ID_COLUMNS, read_table
@@ -199,7 +200,8 @@ def _settings(args: argparse.Namespace) -> pipeline.Settings:
         replications=args.replications, seed=args.seed, n=args.n, scale=args.scale,
         stages=tuple(stage for stage in pipeline.STAGES if not skipped.get(stage)),
         process_replications=args.process_replications, uncertainty=args.uncertainty, per_draw=args.per_draw,
-        sensitivity_samples=args.sensitivity_samples, lang=args.lang)
+        sensitivity_samples=args.sensitivity_samples, lang=args.lang,
+        years=years_module.parse_years(args.years, None) if args.years else ())
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -256,6 +258,11 @@ def answer_text(run, lang: str) -> str:
                      | (answer["verdict"].eq("") & (answer["p_overrun"] > 0.1))]
     lines += [f"- {sentence}" for sentence in report.headline_sentences(at_risk, policy, groups, lang)]
     lines += ["", t["definitions"]] + [f"  {d}" for d in report.definitions(lang, "process_runout_summary" in run)]
+    shown = report.years_display(run, lang)
+    if shown:
+        lines += ["", t["years_title"], report.years_intro(run, lang), "", t["years_summary"],
+                  shown["claims"].to_string(index=False), "", t["years_commitments"],
+                  shown["commitments"].to_string(index=False)]
     return "\n".join(lines)
 
 
@@ -411,6 +418,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if len(changed):
         print()
         print(changed.to_string(index=False))
+    if "years" in tables:
+        claims, owed = compare.years_display(tables, policy, lang)
+        print(f"\n{t['years_summary']}\n{claims.to_string(index=False)}")
+        print(f"\n{t['years_commitments']}\n{owed.to_string(index=False)}")
     print(f"\n{t['compare_note']}")
     if args.out:
         page = compare.write_comparison(args.runs, args.out, lang=lang, force=args.force)
@@ -507,6 +518,10 @@ def _add_run(sub) -> None:
                    help="base samples N of the Sobol design, N x (groups + 3) evaluations "
                         "(fiscalsim sensitivity RUN_DIR for more)")
     p.add_argument("--detail", action="store_true", help="also print the budget LPs' shortfalls and CVaR budgets")
+    p.add_argument("--years", default=None, metavar="FIRST-LAST",
+                   help="simulate several years (e.g. 2024-2026): commitments carried into later years, the "
+                        "process carrying unpaid claims across the year end, a budget per year (the model's "
+                        "years.toml)")
     p.set_defaults(func=cmd_run)
 
 

@@ -50,7 +50,78 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     scenarios = pd.DataFrame({"scenario": names, "run": [str(p) for p in run_dirs],
                               **{f"title_{lang}": [_title(run, name, lang) for run, name in zip(runs, names)]
                                  for lang in language.LANGS}})
-    return {"domains": domains, "articles": articles.loc[order].reset_index(drop=True), "scenarios": scenarios}
+    out = {"domains": domains, "articles": articles.loc[order].reset_index(drop=True), "scenarios": scenarios}
+    out.update(_years(runs, names))
+    return out
+
+
+def _years(runs, names: list[str]) -> dict[str, pd.DataFrame]:
+    """For the multi-year runs among them: ``years`` (scenario x year x origin: mean district-paid claims with
+    the difference from the first multi-year run) and ``commitments`` (each run's commitments table)."""
+    multi = [(name, run) for name, run in zip(names, runs) if "years_summary" in run]
+    if not multi:
+        return {}
+    years = pd.concat([run["years_summary"].groupby(["year", "origin"], observed=True)["mean"].sum().reset_index()
+                       .assign(scenario=name) for name, run in multi], ignore_index=True)
+    first = years[years["scenario"] == multi[0][0]].set_index(["year", "origin"])["mean"]
+    keys = pd.MultiIndex.from_frame(years[["year", "origin"]])
+    years["d_mean"] = years["mean"].to_numpy() - first.reindex(keys).fillna(0.0).to_numpy()
+    commitments = pd.concat([run["commitments"].assign(scenario=name) for name, run in multi], ignore_index=True)
+    return {"years": years[["scenario", "year", "origin", "mean", "d_mean"]], "commitments": commitments}
+
+
+def years_display(tables: dict[str, pd.DataFrame], policy, lang: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The multi-year comparison as a reader sees it: claims by year (new, commitments, total, difference of
+    the total from the first run) and the commitments of every run (億元)."""
+    t = language.labels(lang)
+    names = titles(tables, lang)
+    y = tables["years"]
+    wide = y.pivot_table(index=["scenario", "year"], columns="origin", values="mean", aggfunc="sum",
+                         observed=False, fill_value=0.0, sort=False)
+    total = wide.sum(axis=1)
+    base = total.xs(y["scenario"].iloc[0], level="scenario")
+    claims = pd.DataFrame({
+        t["scenario"]: [names.get(s, s) for s, _ in wide.index], t["year"]: [int(v) for _, v in wide.index],
+        t["origin_new"]: [yi(v) for v in wide.get("new", pd.Series(0.0, wide.index))],
+        t["origin_commitment"]: [yi(v) for v in wide.get("commitment", pd.Series(0.0, wide.index))],
+        t["years_total"]: [yi(v) for v in total],
+        t["compare_difference"]: [yi(v - base.get(year, 0.0)) for (_, year), v in total.items()]})
+    c = tables["commitments"]
+    commitments = pd.DataFrame({
+        t["scenario"]: [names.get(s, s) for s in c["scenario"]],
+        t["domain"]: [report_module.domain_name(policy, d, lang) for d in c["domain"]],
+        t["granted"]: c["granted"].astype(int), t["due"]: c["year"].astype(int),
+        t["mean_yi"]: [yi(v) for v in c["mean"]], "P5": [yi(v) for v in c["p5"]], "P95": [yi(v) for v in c["p95"]]})
+    return claims, commitments
+
+
+def plot_years(table: pd.DataFrame, lang: str, ax, names: dict[str, str] | None = None) -> None:
+    """Per year, one bar per scenario: new awards solid, commitments hatched on top (億元)."""
+    t = language.labels(lang)
+    names = names or {}
+    scenarios = list(dict.fromkeys(table["scenario"]))
+    years = sorted(table["year"].unique())
+    width = 0.8 / len(scenarios)
+    colours = plt_colours(len(scenarios))
+    for i, scenario in enumerate(scenarios):
+        part = table[table["scenario"] == scenario]
+        x = np.arange(len(years)) + (i - (len(scenarios) - 1) / 2) * width
+        new = part[part["origin"] == "new"].set_index("year")["mean"].reindex(years, fill_value=0.0) / 1e4
+        owed = part[part["origin"] == "commitment"].set_index("year")["mean"].reindex(years, fill_value=0.0) / 1e4
+        ax.bar(x, new, width, color=colours[i], label=f"{names.get(scenario, scenario)} · {t['origin_new']}")
+        ax.bar(x, owed, width, bottom=new, color=colours[i], hatch="//", edgecolor="white", linewidth=0.5,
+               label=f"{names.get(scenario, scenario)} · {t['origin_commitment']}")
+    ax.set_xticks(np.arange(len(years)), [str(y) for y in years])
+    ax.set_xlabel(t["year"])
+    ax.set_ylabel(t["mean_yi"])
+    ax.legend(fontsize=7, frameon=False)
+
+
+def plt_colours(n: int) -> list:
+    import matplotlib.pyplot as plt
+
+    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
+    return [cycle[i % len(cycle)] for i in range(n)]
 
 
 def _title(run, name: str, lang: str) -> str:
@@ -151,6 +222,15 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
         plot_articles(tables["articles"], tables["domains"]["scenario"].iloc[0], policy, lang, ax,
                       titles(tables, lang))
         figures["articles"] = fig
+    years_html = ""
+    if "years" in tables:
+        fig, ax = plt.subplots(figsize=(9, 4.2))
+        plot_years(tables["years"], lang, ax, titles(tables, lang))
+        figures["years"] = fig
+        claims, owed = years_display(tables, policy, lang)
+        years_html = (f"<h2>{html.escape(t['years_summary'])}</h2>{report_module.table_html(claims)}"
+                      f"{{years_figure}}<h2>{html.escape(t['years_commitments'])}</h2>"
+                      f"{report_module.table_html(owed)}")
     pngs = {}
     for name, fig in figures.items():
         buffer = io.BytesIO()
@@ -163,11 +243,17 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
                     "District-paid expected claims per domain and scenario (億元); red ticks: the claims budget."),
         "articles": ("与第一个情景相比预计兑现额变化最大的条款(万元),按变化大小排列。" if language.chinese(lang) else
                      "The articles whose expected claims change most from the first scenario (萬元), largest first."),
+        "years": t["cap_years_compare"],
     }
-    images = "".join(
-        f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
-        f'data-file="compare-{name}.{lang}.png"><figcaption>{html.escape(language.own_text(captions[name], lang))}'
-        f"</figcaption></figure>" for name, data in pngs.items())
+
+    def image(name: str) -> str:
+        data = pngs[name]
+        return (f'<figure><img alt="{name}" src="data:image/png;base64,{base64.b64encode(data).decode()}" '
+                f'data-file="compare-{name}.{lang}.png"><figcaption>'
+                f"{html.escape(language.own_text(captions[name], lang))}</figcaption></figure>")
+    images = "".join(image(name) for name in pngs if name != "years")
+    if years_html:
+        years_html = years_html.replace("{years_figure}", image("years"))
     page = f"""<!DOCTYPE html>
 <html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(t['compare_title'])}</title>
 <style>{report_module.font_face()}
@@ -177,6 +263,7 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
 {report_module.table_html(domains_display(tables, policy, lang))}
 {images}
 {report_module.table_html(changed)}
+{years_html}
 </body></html>
 """
     files = {f"compare.{lang}.html": page, **{f"compare-{n}.{lang}.png": d for n, d in pngs.items()}}

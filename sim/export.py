@@ -55,7 +55,9 @@ SHEETS = {"answer": ("结论", "Answer"), "domain": ("各领域", "Domains"), "a
           "rule": ("各规则", "Rules"), "cash": ("按月拨付", "Cash by month"), "runout": ("预算用尽", "Run-out"),
           "assumptions": ("假设", "Assumptions"), "calibration": ("校准", "Calibration"),
           "design_rules": ("力度优化-条款", "Design, rules"), "design_domains": ("力度优化-领域", "Design, domains"),
-          "targets": ("政策目标", "Targets"), "about": ("说明", "About")}
+          "targets": ("政策目标", "Targets"), "years": ("多年度兑现额", "Claims by year"),
+          "commitments": ("多年度承诺", "Commitments"), "years_budget": ("多年度预算", "Budgets by year"),
+          "about": ("说明", "About")}
 
 
 def _pick(pair: tuple[str, str], lang: str) -> str:
@@ -120,6 +122,15 @@ def sheets(run: Run, lang: str) -> dict[str, pd.DataFrame]:
         rules.insert(1, t["domain"], [report_module.domain_name(policy, d, lang) for d in design["rules"]["domain"]])
         out[_pick(SHEETS["design_rules"], lang)] = rules
         out[_pick(SHEETS["design_domains"], lang)] = design["lines"].rename(columns=label)
+    if "years_summary" in run:  # a multi-year run: numbers, money in 萬元, domain names beside the keys
+        money = {"mean", "p5", "p50", "p95", "claims_budget", "claims", "claims_p5", "claims_p95", "commitments",
+                 "mean_shortfall"}
+        for sheet, name in (("years", "years_summary"), ("commitments", "commitments"),
+                            ("years_budget", "years_budget")):
+            table = run[name].copy()
+            table.insert(1 + list(table.columns).index("domain"), t["domain"],
+                         [report_module.domain_name(policy, d, lang) for d in table["domain"]])
+            out[_pick(SHEETS[sheet], lang)] = table.rename(columns={c: f"{c} (萬元)" for c in money})
     if policy.targets:
         out[_pick(SHEETS["targets"], lang)] = report_module.targets_table(run, policy)
     m = run.manifest

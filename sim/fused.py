@@ -19,7 +19,7 @@ total is the award total times the rule's district share.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -331,6 +331,18 @@ def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1
         x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns})
         kernel(x64, x32, hi - lo, *_rule_arrays(compiled), compiled.inclusive, gross[:, lo:hi])
     return gross
+
+
+def awards_of_rules(compiled: CompiledRules, rows: np.ndarray, columns, n: int) -> np.ndarray:
+    """(len(rows) x n) awards of the rules at ``rows`` only (the same bits as :func:`awards_per_claimant`'s
+    rows): the compiled kernel on those rules' packed arrays, or the NumPy kernels' rows."""
+    if not jit.AVAILABLE:
+        return _evaluate(compiled, columns, n)[rows]
+    part = replace(compiled, ints=compiled.ints[rows], params=compiled.params[rows],
+                               intensity=compiled.intensity[rows], share=compiled.share[rows],
+                               tiers=compiled.tiers[rows], cond_ints=compiled.cond_ints[rows],
+                               cond_values=compiled.cond_values[rows])
+    return awards_per_claimant(part, columns, n)
 
 
 def totals(policy: Policy, columns, compiled: CompiledRules | None = None,

@@ -156,6 +156,29 @@ ZH = {
     "design_none": "各领域在现行力度下已满足风险要求,无需下调任何条款。",
     "design_never": "仅在本方案中",
     "design_scenario": "按此力度重新模拟(换一个随机种子)可检验承诺:fiscalsim run {path} -s 新种子",
+    "years_title": "多年度:今年的决定在以后年度要花多少钱",
+    "years_intro": ("{first}年兑现的部分奖补在以后年度继续支付:孵化企业三年房租补贴的第二、三年,"
+                    "概念验证中心每年的绩效补助,"
+                    "首次上规企业连续三年在规后的奖励。“承诺”是以前年度已经给出的、以后年度仍要兑现的部分,"
+                    "只要企业仍符合条件就要支付;“新增”是当年新产生的申报,{renewal}"
+                    "金额为区级承担部分,各次模拟的平均值。"),
+    "years_renewed": "假设政策到期后原样延续(文本只明确{first}年全年有效)。",
+    "years_not_renewed": "按文本只在{first}年有效,以后年度没有新增申报。",
+    "years_summary": "各年度兑现额(区级承担,亿元)",
+    "years_commitments": "以前年度决定带来的承诺(区级承担,亿元)",
+    "years_budget": "各年度可兑现预算与超支风险",
+    "years_carry": "年末未付、转入下一年度的金额(亿元,流程模拟的平均值)",
+    "years_numbers": "多年度假设",
+    "compare_difference": "合计与第一个情景之差(亿元)",
+    "cap_years_compare": "各情景每个年度的区级兑现额(亿元,各次模拟平均);实色为当年新增,斜线为以前年度决定带来的承诺。",
+    "driver_explains": "{group}(约可解释{share}的波动)",
+    "mean_yi": "平均(亿元)", "year": "年度", "origin_new": "新增", "origin_commitment": "承诺", "years_total": "合计",
+    "granted": "决定年度", "due": "兑付年度", "from_assumptions": "不确定性中来自假设的比重",
+    "years_claims": "兑现额(含承诺,亿元)", "years_committed": "其中承诺(亿元)", "carried_out": "转入下年(亿元)",
+    "years_number": "数值", "years_range": "合理范围", "years_why": "依据",
+    "cap_years": ("每根柱为一个年度的区级兑现额(各次模拟平均,亿元),按领域分色;"
+                  "实色为当年新增申报,斜线为以前年度决定带来的承诺。"
+                  "以后年度的新增部分取决于政策是否延续,承诺部分不取决于此。"),
     # the plain answer
     "answer": "结论:各领域预算是否够用",
     "domain": "领域",
@@ -303,6 +326,33 @@ EN = {
     "design_none": "Every domain meets the risk limit at today's award levels; no rule needs a cut.",
     "design_never": "this design only",
     "design_scenario": "Check the promise on fresh replications: fiscalsim run {path} -s ANOTHER_SEED",
+    "years_title": "Several years: what this year's decisions cost in the years after",
+    "years_intro": ("Some awards of {first} are paid again in later years: the second and third years of the incubated "
+                    "firms' rent subsidy, the yearly support of proof-of-concept centres, the award for firms that "
+                    "stay "
+                    "above designated size for three years. Commitments are awards earlier years granted that fall due "
+                    "later, owed while the claimant still qualifies; new awards are the year's own claims; {renewal} "
+                    "District-paid amounts, means over the replications."),
+    "years_renewed": "later years assume the package is renewed as it stands (the text is in force for {first} only).",
+    "years_not_renewed": "the text is in force for {first} only, so later years have no new awards.",
+    "years_summary": "Claims by year (district-paid, 億元)",
+    "years_commitments": "Commitments earlier decisions create (district-paid, 億元)",
+    "years_budget": "Each year's claims budget and the risk of an overrun",
+    "years_carry": "Unpaid at year end, carried into the next year (億元, mean of the process replications)",
+    "years_numbers": "Multi-year assumptions",
+    "compare_difference": "Total minus the first scenario's (億元)",
+    "cap_years_compare": ("Each scenario's district-paid claims by year (億元, mean of the replications); solid: the "
+                          "year's new awards, hatched: commitments from earlier years' decisions."),
+    "driver_explains": "{group} (explains about {share} of the spread)",
+    "mean_yi": "Mean (億元)", "year": "Year", "origin_new": "New", "origin_commitment": "Commitments",
+    "years_total": "Total",
+    "granted": "Decided in", "due": "Due in", "from_assumptions": "Share of uncertainty from the assumptions",
+    "years_claims": "Claims incl. commitments (億元)", "years_committed": "of which commitments (億元)",
+    "carried_out": "Carried into next year (億元)",
+    "years_number": "Value", "years_range": "Plausible range", "years_why": "Why",
+    "cap_years": ("Each bar is one year's district-paid claims (mean of the replications, 億元), coloured by domain; "
+                  "solid: the year's new awards, hatched: commitments from earlier years' decisions. Later years' new "
+                  "awards depend on the package being renewed; commitments do not."),
     "answer": "The answer: is each domain's budget enough?",
     "domain": "Domain",
     "claims_yi": "Expected claims, district-paid (億元)",

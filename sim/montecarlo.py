@@ -79,6 +79,7 @@ class Model:
     policy: Policy
     spec: pop.PopulationSpec
     counts: np.ndarray
+    money: float = 1.0  # every money attribute multiplied (a later year's growth); 1: as drawn
     compiled: fused.CompiledRules = field(init=False)
     plan: tuple = field(init=False)
 
@@ -106,6 +107,9 @@ class ClaimsJob:
     scale: float = 1.0
     keep_claims: int = 0  # keep the claims of replications 0 .. keep_claims - 1 (for the process stage)
     drawn: Any = None  # sim.assumptions.Drawn, or None for the point values
+    keep_rules: tuple[int, ...] = ()  # rules whose claimants every replication keeps one by one (multi-year runs)
+    year: int = 0  # index of the year in a multi-year horizon (0: the model's own year)
+    growth: Any = None  # sim.years.YearsValues: the growth of claimants and money in later years
     base: Model = field(init=False)
     cache: dict = field(init=False, repr=False, compare=False)
 
@@ -118,19 +122,28 @@ class ClaimsJob:
         return self.base.plan
 
     def model(self, replication: int) -> Model:
-        if self.drawn is None:
+        if self.drawn is None and self.year == 0:
             return self.base
-        draw = self.drawn.draw_of(replication)
+        draw = replication // self.growth.per_draw if self.drawn is None else self.drawn.draw_of(replication)
         if draw not in self.cache:
             self.cache.clear()  # replications come draw by draw: keep one
-            policy, spec, _ = self.drawn.build(draw)
-            self.cache[draw] = Model(policy, spec, spec.counts(self.n, self.scale))
+            policy, spec = (self.policy, self.spec) if self.drawn is None else self.drawn.build(draw)[:2]
+            self.cache[draw] = self._grown(policy, spec, replication)
         return self.cache[draw]
+
+    def _grown(self, policy: Policy, spec: pop.PopulationSpec, replication: int) -> Model:
+        """The model of a replication in year ``self.year`` of the horizon: claimant numbers and money grown."""
+        if self.year == 0:
+            return Model(policy, spec, spec.counts(self.n, self.scale))
+        people = (1.0 + self.growth.of("growth.claimants", replication)) ** self.year
+        money = (1.0 + self.growth.of("growth.amounts", replication)) ** self.year
+        n = None if self.n is None else int(round(self.n * people))
+        return Model(policy, spec, spec.counts(n, self.scale * people), money)
 
     def groups(self) -> list[tuple[int, ...]]:
         """Block indices of each task of one replication, about :data:`CLAIMANTS_PER_TASK` claimants each
         (one task per replication when the population itself is drawn)."""
-        if self.drawn is not None:
+        if self.drawn is not None or self.year > 0:
             return [()]  # () stands for every block of the replication's own plan
         groups, current, held = [], [], 0
         for k, (_, _, m) in enumerate(self.plan):
@@ -153,10 +166,25 @@ class Claims:
 
 
 @dataclass(frozen=True)
+class Kept:
+    """The claimants of some rules one by one (rule index, planned award, district-paid part), in block order:
+    what a multi-year run carries into later years."""
+
+    rule: np.ndarray
+    award: np.ndarray
+    district: np.ndarray
+
+    def of(self, rule: int) -> tuple[np.ndarray, np.ndarray]:
+        mask = self.rule == rule
+        return self.award[mask], self.district[mask]
+
+
+@dataclass(frozen=True)
 class TaskOutput:
     totals: list[BlockTotals]
     claims: Claims | None
     budgets: np.ndarray  # (domains,) the claims budgets of the replication's model
+    kept: Kept | None = None
 
 
 def claims_of_block(model: Model, block: dict, m: int) -> Claims:
@@ -170,25 +198,46 @@ def replication_task(job: ClaimsJob, item: tuple[int, tuple[int, ...]]) -> TaskO
     """Draw and evaluate a group of generation blocks of one replication (the unit of distributed work);
     an empty group means every block."""
     replication, group = item
-    return model_task(job.model(replication), job.seed, replication, group, replication < job.keep_claims)
+    return model_task(job.model(replication), job.seed, replication, group, replication < job.keep_claims,
+                      job.keep_rules)
+
+
+def kept_of_block(model: Model, block: dict, m: int, rules: tuple[int, ...]) -> Kept:
+    """The claimants of ``rules`` in a block with a positive award, rule by rule."""
+    rows = np.asarray(rules, dtype=np.int64)
+    gross = fused.awards_of_rules(model.compiled, rows, block, m)
+    r, c = np.nonzero(gross > 0)
+    award = gross[r, c]
+    return Kept(rows[r], award, award * model.compiled.share[rows[r]])
 
 
 def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...] = (),
-               keep: bool = False) -> TaskOutput:
-    """Generation blocks of one replication (all of them for an empty group) on one model: totals, and with
-    ``keep`` the claims."""
-    totals, claims = [], []
+               keep: bool = False, keep_rules: tuple[int, ...] = ()) -> TaskOutput:
+    """Generation blocks of one replication (all of them for an empty group) on one model: totals, with
+    ``keep`` the claims, and with ``keep_rules`` those rules' claimants one by one."""
+    totals, claims, kept = [], [], []
     for k in group or range(len(model.plan)):
         segment, block_index, m = model.plan[k]
         block = pop.draw_block(model.spec, seed, replication, segment, block_index, m)
+        if model.money != 1.0:
+            for name in model.compiled.wide:
+                block[name] = block[name] * model.money
         totals.append(block_totals(model.policy, block, compiled=model.compiled))
         if keep:
             claims.append(claims_of_block(model, block, m))
-    kept = None
+        if keep_rules:
+            kept.append(kept_of_block(model, block, m, keep_rules))
+    out = None
     if keep:
-        kept = Claims(np.concatenate([c.rule for c in claims] or [np.zeros(0, np.int64)]),
-                      np.concatenate([c.amount for c in claims] or [np.zeros(0)]))
-    return TaskOutput(totals, kept, model.budgets)
+        out = Claims(np.concatenate([c.rule for c in claims] or [np.zeros(0, np.int64)]),
+                     np.concatenate([c.amount for c in claims] or [np.zeros(0)]))
+    return TaskOutput(totals, out, model.budgets, join_kept(kept) if keep_rules else None)
+
+
+def join_kept(parts: Sequence[Kept]) -> Kept:
+    return Kept(np.concatenate([p.rule for p in parts] or [np.zeros(0, np.int64)]),
+                np.concatenate([p.award for p in parts] or [np.zeros(0)]),
+                np.concatenate([p.district for p in parts] or [np.zeros(0)]))
 
 
 def replication_claims(policy: Policy, spec: pop.PopulationSpec, seed: int, replication: int,
@@ -215,6 +264,7 @@ class MonteCarloResult:
     claims: list[Claims] = field(default_factory=list, repr=False)  # of the first replications, for the process
     budgets: pd.DataFrame | None = None  # replication x domain claims budget
     settings: dict = field(default_factory=dict)
+    kept: list[Kept] = field(default_factory=list, repr=False)  # per replication, with keep_rules
 
     def summary(self, level: str = "domain") -> pd.DataFrame:
         return summarise(self.rules, self.policy, level, self.budgets)
@@ -287,35 +337,41 @@ def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain",
 # ----------------------------------------------------------------------------- running
 def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, *, n: int | None = None,
         scale: float = 1.0, executor=None, keep_claims: int = 0, progress: bool | Callable = True,
-        label: str = "population and awards", drawn=None) -> MonteCarloResult:
+        label: str = "population and awards", drawn=None, keep_rules: tuple[int, ...] = (), year: int = 0,
+        growth=None) -> MonteCarloResult:
     """Run ``replications`` independent draws of the population through every award rule.
 
     ``executor``: where the replications run (:mod:`sim.executors`; default in this process).  Results
     are bit-identical whatever the executor for the same seed.  ``keep_claims``: keep the claims of the
     first replications (for the process stage).  ``drawn``: the assumption draws (:class:`sim.assumptions.
     Drawn`); each replication then runs on the model of its draw.  ``progress``: True for a bar, False for
-    none, or a callable taking the number of tasks done.
+    none, or a callable taking the number of tasks done.  ``keep_rules``, ``year``, ``growth``: for
+    multi-year runs (:mod:`sim.years`), the rules whose claimants are kept one by one, the year of the
+    horizon and the growth numbers; ``seed`` is then that year's population seed.
     """
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     executor = executor or Serial()
-    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn)
+    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn, tuple(keep_rules), year, growth)
     groups = job.groups()
     items = [(r, group) for r in range(replications) for group in groups]
     bar = progress_bar(progress, len(items), label)
     outputs = executor.map(replication_task, job, items, progress=bar)
     bar(None)
-    totals, claims = [], []
+    totals, claims, kept = [], [], []
     for r in range(replications):
         parts = outputs[r * len(groups):(r + 1) * len(groups)]
         totals.append(combine([t for part in parts for t in part.totals] or [empty_totals(policy)]))
         if r < keep_claims:
             claims.append(Claims(np.concatenate([p.claims.rule for p in parts]),
                                  np.concatenate([p.claims.amount for p in parts])))
+        if keep_rules:
+            kept.append(join_kept([p.kept for p in parts]))
     budgets = np.array([outputs[r * len(groups)].budgets for r in range(replications)])
     rules, firms = totals_frame(policy, totals)
     return MonteCarloResult(policy, spec, seed, replications, int(job.base.counts.sum()), rules, firms, claims,
-                            budgets_frame(policy, budgets), {"n": n, "scale": scale, "workers": executor.workers})
+                            budgets_frame(policy, budgets), {"n": n, "scale": scale, "workers": executor.workers},
+                            kept)
 
 
 def budgets_frame(policy: Policy, budgets: np.ndarray) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from sim import budget, headline, language, montecarlo, population, results, sen
 from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
+from sim import years as years_module
 from sim.errors import FiscalsimError
 from sim.executors import Serial
 from sim.progress import progress_bar
@@ -66,6 +67,11 @@ class Settings:
     tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
     solver: str = "cbc"
     lang: str = language.DEFAULT
+    years: tuple[int, ...] = ()  # a multi-year horizon (consecutive years, the model's first); () or one: one year
+
+    @property
+    def multi_year(self) -> bool:
+        return len(self.years) > 1
 
     def check(self) -> None:
         """One clear message for a setting that cannot work."""
@@ -95,6 +101,10 @@ class Settings:
             problems.append(f"solver must be one of {', '.join(budget.SOLVERS)}, got {self.solver!r}")
         if "report" in self.stages and not {"process", "budget"} <= set(self.stages):
             problems.append("the report needs the process and budget stages")
+        if self.years and list(self.years) != list(range(self.years[0], self.years[0] + len(self.years))):
+            problems.append(f"years must be consecutive, got {list(self.years)}")
+        if len(self.years) > years_module.MAX_YEARS:
+            problems.append(f"at most {years_module.MAX_YEARS} years, got {len(self.years)}")
         if language.ALIASES.get(self.lang, self.lang) not in language.LANGS:
             problems.append(f"lang must be one of {', '.join(language.LANGS)}, got {self.lang!r}")
         if problems:
@@ -126,6 +136,9 @@ class Context:
     timings: dict[str, Any] = field(default_factory=dict)
     population: int = 0
     warnings: list[str] = field(default_factory=list)  # what the scenario does that its author may not mean
+    years: Any = None  # sim.years.YearsModel of a multi-year run
+    year_values: Any = None  # sim.years.YearsValues: its numbers per assumption draw
+    year_claims: list = field(default_factory=list)  # per replication of the process stage: per year (rules, amounts)
 
     @contextlib.contextmanager
     def timed(self, stage: str):
@@ -163,6 +176,14 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
         rows = assumptions_module.design(draws, len(ctx.assumptions.groups), settings.seed)
         ctx.drawn = assumptions_module.Drawn(data, ctx.assumptions, rows, settings.per_draw, policy.source_text,
                                              chosen.name)
+    if settings.multi_year:
+        first = policy.meta.get("year")
+        if first is not None and settings.years[0] != first:
+            raise years_module.YearsError(f"years {settings.years[0]}-{settings.years[-1]}: the model's policy is "
+                                          f"for {first}; start the span there")
+        ctx.years = years_module.load_years(chosen.model, policy)
+        ctx.year_values = years_module.draw_values(ctx.years, -(-settings.replications // settings.per_draw),
+                                                   settings.per_draw, settings.seed, ctx.drawn is not None)
     return ctx
 
 
@@ -172,7 +193,7 @@ def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
     with ctx.timed("claims"):
         result = montecarlo.run(ctx.policy, ctx.spec, s.replications, s.seed, n=s.n, scale=s.scale,
                                 executor=ctx.executor, keep_claims=s.process_count, progress=ctx.progress,
-                                label="1 population and awards", drawn=ctx.drawn)
+                                label="1 population and awards", drawn=ctx.drawn, keep_rules=_kept_rules(ctx))
         ctx.population = result.population
         _check_finite(result.rules)
         ctx.tables.update(rules=result.rules, firms=result.firms, budgets=result.budgets)
@@ -184,6 +205,81 @@ def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
             ctx.tables["assumptions"] = assumptions_module.draws_table(ctx.assumptions, ctx.drawn.rows, s.per_draw,
                                                                        s.replications)
     return result
+
+
+def _kept_rules(ctx: Context) -> tuple[int, ...]:
+    """Indices of the rules a multi-year run follows claimant by claimant (none in a one-year run)."""
+    if ctx.years is None:
+        return ()
+    return tuple(ctx.policy.rule_ids.index(r) for r in years_module.sources(ctx.years))
+
+
+def years_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
+    """The later years of a multi-year run: each later year's fresh population (if the package is renewed),
+    the commitments carried from earlier years, the liabilities table and its summaries."""
+    s, model, values = ctx.settings, ctx.years, ctx.year_values
+    horizon = len(s.years)
+    kept_rules = _kept_rules(ctx)
+    with ctx.timed("years"):
+        later, later_claims, later_kept = [], [], []
+        for k in range(1, horizon):
+            if not model.renewed:
+                later.append(None)
+                continue
+            fresh = montecarlo.run(ctx.policy, ctx.spec, s.replications, years_module.year_seed(s.seed, k), n=s.n,
+                                   scale=s.scale, executor=ctx.executor, keep_claims=s.process_count,
+                                   progress=ctx.progress, label=f"1 population and awards {s.years[k]}",
+                                   drawn=ctx.drawn, keep_rules=kept_rules, year=k, growth=values)
+            _check_finite(fresh.rules)
+            later.append(fresh.rules)
+            later_claims.append(fresh.claims)
+            later_kept.append(fresh.kept)
+        share = {r.id: float(r.district_share.value) for r in ctx.policy.rules}
+        carried = []
+        for r in range(s.replications):
+            kept_by_year = [result.kept[r]] + [k[r] for k in later_kept]
+            kept_by_year += [montecarlo.join_kept([])] * (horizon - len(kept_by_year))
+            cohorts = [{rule: years_module.Cohort(*kept.of(ctx.policy.rule_ids.index(rule)))
+                        for rule in years_module.sources(model)} for kept in kept_by_year]
+            carried.append(years_module.carry(model, ctx.policy, cohorts, values, s.seed, r, share))
+        liabilities = years_module.liabilities_frame(ctx.policy, model, s.years, result.rules, later, carried)
+        budgets = years_module.year_budgets(model, values, result.budgets, s.years)
+        ctx.tables.update(
+            liabilities=liabilities, year_budgets=budgets,
+            years_summary=years_module.summary_table(liabilities, s.per_draw),
+            commitments=years_module.commitments_table(liabilities, s.per_draw, _factors(ctx)),
+            years_budget=years_module.budget_table(liabilities, budgets),
+            years_numbers=model.table())
+        ctx.year_claims = [_year_claims(ctx, r, result.claims[r], [c[r] for c in later_claims], carried[r])
+                           for r in range(s.process_count)]
+
+
+def _factors(ctx: Context) -> dict[str, np.ndarray]:
+    """Each assumption group's draws (uniforms, one per draw): the one-year groups and the multi-year ones."""
+    out = {}
+    if ctx.drawn is not None:
+        out.update({key: ctx.drawn.rows[:, i] for i, key in enumerate(ctx.assumptions.keys)})
+    out.update(ctx.year_values.groups)
+    return out
+
+
+def _year_claims(ctx: Context, replication: int, first: montecarlo.Claims, later: list, carried) -> list:
+    """One replication's claims of each year for the process (rule index in policy order, district amount):
+    the first year's as kept; a later year's fresh claims without the rules :func:`sim.years.carry` replaces,
+    then the term rules' entrants and commitments."""
+    out = [(first.rule, first.amount)]
+    for k in range(1, len(ctx.settings.years)):
+        rules, amounts = [], []
+        if k - 1 < len(later):
+            gone = [ctx.policy.rule_ids.index(r) for r in years_module.replaced(ctx.years, k)]
+            keep = ~np.isin(later[k - 1].rule, gone)
+            rules.append(later[k - 1].rule[keep])
+            amounts.append(later[k - 1].amount[keep])
+        for rule, amount in zip(*carried.claims[k]):
+            rules.append(np.full(len(amount), rule, dtype=np.int64))
+            amounts.append(amount)
+        out.append((np.concatenate(rules or [np.zeros(0, np.int64)]), np.concatenate(amounts or [np.zeros(0)])))
+    return out
 
 
 def _check_finite(rules: pd.DataFrame) -> None:
@@ -217,19 +313,71 @@ def _drawn_process(drawn, draw: int):
     return _PROCESS_CACHE[key]
 
 
+def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
+    """One replication's years through the SimPy process, one after the other: each year's claims, with what
+    the year before left unpaid (approved but not paid, or deferred when the budget ran out) paid first.
+    Per year: the summary, and the carried amounts in and out per domain.  The first year is the one-year
+    run's process year, bit for bit."""
+    model, seed, rule_map, drawn, years, values, calendar = shared
+    replication, per_year = item
+    if drawn is not None:
+        model = _drawn_process(drawn, drawn.draw_of(replication))
+    domains = list(model.policy.domain_keys)
+    domain_of = np.array([domains.index(model.rules[r].domain) for r in model.rules], dtype=np.int64)
+    out, carried = [], None
+    for k, (rules, amounts) in enumerate(per_year):
+        budgets = None if k == 0 else {
+            d: b * years_module.budget_factor(years, values, calendar[k], calendar[0], d, replication)
+            for d, b in model.budgets.items()}
+        result = process_module.simulate((rule_map[rules], amounts), model, years_module.year_seed(seed, k),
+                                         replication, budgets=budgets, carried=carried)
+        carried_in = (np.zeros(len(domains)) if carried is None
+                      else np.bincount(domain_of[carried[0]], weights=carried[1], minlength=len(domains)))
+        a = result.apps
+        left = a.parts["unpaid"] + a.parts["deferred"]
+        mask = left > 0
+        carried = (a.rule[mask], left[mask])
+        out.append((result.summary(), carried_in,
+                    np.bincount(domain_of[carried[0]], weights=carried[1], minlength=len(domains))))
+    return out
+
+
 def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     model = ctx.process_model
     rule_map = pd.Index(list(model.rules)).get_indexer(list(ctx.policy.rule_ids))
+    s = ctx.settings
     with ctx.timed("process"):
-        items = list(enumerate(result.claims))
-        bar = progress_bar(ctx.progress, len(items), "2 process (SimPy)")
-        summaries = ctx.executor.map(process_task, (model, ctx.settings.seed, rule_map, ctx.drawn), items,
-                                     progress=bar)
+        bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
+        if ctx.years is None:
+            summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn),
+                                         list(enumerate(result.claims)), progress=bar)
+        else:
+            shared = (model, s.seed, rule_map, ctx.drawn, ctx.years, ctx.year_values, s.years)
+            per_year = ctx.executor.map(years_process_task, shared, list(enumerate(ctx.year_claims)), progress=bar)
+            summaries = [years[0][0] for years in per_year]
+            ctx.tables["years_process"] = _years_process_table(per_year, list(ctx.policy.domain_keys), s.years)
         bar(None)
         ctx.tables.update(process_module.summarise(summaries, model))
         ctx.tables["process_bureaus"] = pd.DataFrame([
             {"bureau": b.name, "name_en": b.name_en, "reviewers": b.reviewers, "review_days": b.review_days}
             for b in model.bureaus.values()])
+
+
+def _years_process_table(per_year: list, domains: list[str], calendar: tuple[int, ...]) -> pd.DataFrame:
+    """Replication x year x domain: claimed (carried-in claims included), the outcomes, what came in from
+    the year before and what goes on to the next (萬元), and the day the budget ran out."""
+    rows = []
+    for replication, years in enumerate(per_year):
+        for k, (summary, carried_in, carried_out) in enumerate(years):
+            for d, domain in enumerate(domains):
+                parts = summary.domain_parts[d]
+                rows.append({"replication": replication, "year": calendar[k], "domain": domain, "claimed": parts[0],
+                             **{name: parts[1 + i] for i, name in enumerate(process_module.OUTCOMES)},
+                             "carried_in": carried_in[d], "carried_out": carried_out[d],
+                             "runout_day": summary.runout_day[d]})
+    out = pd.DataFrame(rows)
+    out["domain"] = pd.Categorical(out["domain"], categories=domains)
+    return out
 
 
 def budget_stage(ctx: Context) -> None:
@@ -238,6 +386,9 @@ def budget_stage(ctx: Context) -> None:
     with ctx.timed("budget"):
         tables, lp_timings = budget.analyse(ctx.policy, ctx.tables["rules"], level=s.level, tolerance=s.tolerance,
                                             solver=s.solver)
+        if ctx.years is not None:
+            ctx.tables["years_coverage"] = budget.years_coverage(ctx.policy, ctx.tables["liabilities"],
+                                                                 ctx.tables["year_budgets"], s.solver)
     bar(1)
     bar(None)
     ctx.stage_tables["budget"] = tables
@@ -459,6 +610,8 @@ def manifest(ctx: Context) -> dict[str, Any]:
     }
     if "process" in s.stages:
         out.update(process_replications=s.process_count, exhaustion=ctx.process_model.exhaustion)
+    if ctx.years is not None:
+        out.update(years=list(s.years), renewed=ctx.years.renewed)
     return out
 
 
@@ -471,6 +624,8 @@ def _files(ctx: Context) -> dict[str, str]:
     groups = {"groups": {g.key: {"label_zh": g.label_zh, "label_en": g.label_en, "what": g.what, "what_zh": g.what_zh}
                          for g in (ctx.assumptions.groups if ctx.assumptions is not None else ())}}
     files["assumptions.json"] = json.dumps(groups, ensure_ascii=False, indent=1)
+    if ctx.years is not None:
+        files["years.json"] = ctx.years.raw
     return files
 
 
@@ -513,6 +668,8 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
     ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress,
                   allow_outside=allow_outside)
     result = claims_stage(ctx)
+    if ctx.years is not None:
+        years_stage(ctx, result)
     if "process" in settings.stages:
         process_stage(ctx, result)
     if "budget" in settings.stages:

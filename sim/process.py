@@ -350,6 +350,24 @@ def _applications(claims, model: ProcessModel, rng: np.random.Generator) -> Appl
     return Applications(rules, bureau_of[rules], domain_of[rules], amount, submit, review, delay[rules], approve)
 
 
+def _with_carried(apps: Applications, model: ProcessModel, rules: np.ndarray, amount: np.ndarray) -> Applications:
+    """The year's applications after the claims carried from the year before: submitted on day 0, already
+    reviewed and approved, so each goes to the first payment run (in the order given)."""
+    n = len(amount)
+    if n == 0:
+        return apps
+    settings = [model.rules[r] for r in model.rules]
+    domain_names = list(model.policy.domain_keys)
+    bureau_names = list(model.bureaus)
+    bureau = np.array([bureau_names.index(settings[r].bureau) for r in rules], dtype=np.int64)
+    domain = np.array([domain_names.index(settings[r].domain) for r in rules], dtype=np.int64)
+    zero = np.zeros(n)
+    return Applications(np.concatenate([rules, apps.rule]), np.concatenate([bureau, apps.bureau]),
+                        np.concatenate([domain, apps.domain]), np.concatenate([amount, apps.amount]),
+                        np.concatenate([zero, apps.submit]), np.concatenate([zero, apps.review]),
+                        np.concatenate([zero, apps.delay]), np.concatenate([np.ones(n, bool), apps.approve]))
+
+
 def _claim_arrays(claims, model: ProcessModel) -> tuple[np.ndarray, np.ndarray]:
     """(rule index, amount) of the positive claims, from a DataFrame (``rule``, ``amount``) or a pair of
     arrays (rule index in the model's rule order, amount)."""
@@ -607,11 +625,13 @@ def _by(index: np.ndarray, values: np.ndarray, size: int, where: np.ndarray | No
 
 
 def simulate(claims, model: ProcessModel, seed: int, replication: int = 0,
-             budgets: Mapping[str, float] | None = None) -> ProcessResult:
+             budgets: Mapping[str, float] | None = None, carried=None) -> ProcessResult:
     """Run one replication's claims through the year.
 
     ``claims``: a DataFrame with ``rule`` (id) and ``amount`` (district-paid 萬元), or a pair of arrays
-    (rule index in the model's rule order, amount).
+    (rule index in the model's rule order, amount).  ``carried``: claims approved in an earlier year and not
+    yet paid (the same two forms), due at the year's first payment run ahead of the year's own claims
+    (a multi-year run's carry-over; they draw no random numbers, so the year's own draws do not change).
 
     >>> model = load_process("template")
     >>> claims = pd.DataFrame({"rule": ["t04-new-high-tech"] * 3, "amount": [20.0, 20.0, 20.0]})
@@ -621,6 +641,8 @@ def simulate(claims, model: ProcessModel, seed: int, replication: int = 0,
     """
     rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence(seed, spawn_key=(replication, PROCESS_STREAM))))
     apps = _applications(claims, model, rng)
+    if carried is not None:
+        apps = _with_carried(apps, model, *_claim_arrays(carried, model))
     budgets = dict(model.budgets) if budgets is None else dict(budgets)
     year = _Year(model, apps, budgets)
     year.run()

@@ -34,7 +34,7 @@ FONT_FAMILY = "FiscalsimCJK"  # the embedded face's name in the HTML
 DOMAIN_COLOURS = ("#4C72B0", "#DD8452", "#55A868", "#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
 RUNOUT_SHOWN = 0.05  # a run-out month is shown where the budget runs out in at least this share of years
 QUEUEING = 1.0  # a bureau "queues" where on some day at least this many applications wait on average
-FIGURES = ("claims", "articles", "cash", "waits", "queues", "needed", "verify", "design")
+FIGURES = ("claims", "articles", "cash", "waits", "queues", "needed", "years", "verify", "design")
 
 
 # ----------------------------------------------------------------------------- fonts
@@ -124,6 +124,12 @@ def group_labels(run: Run, lang: str) -> dict[str, str]:
     labels = {key: model_text(value.get("label_zh", key), lang) if chinese else value.get("label_en", key)
               for key, value in groups.get("groups", {}).items()}
     labels[ALEATORY] = language.labels(lang)["aleatory"]
+    try:  # a multi-year run's own groups (years.toml, kept in the run)
+        years = json.loads(run.text("years.json"))
+    except FiscalsimError:
+        years = {}
+    for key, value in years.get("groups", {}).items():
+        labels[key] = model_text(value.get("label_zh", key), lang) if chinese else value.get("label_en", key)
     return labels
 
 
@@ -287,6 +293,82 @@ def design_intro(run: Run, lang: str) -> str:
     settings = run.stage("design").manifest.get("settings", {})
     level, tol = settings.get("level", 0.95), settings.get("tolerance", 0.01)
     return t["design_intro"].format(tail=f"{1 - level:.0%}", tol=f"{tol:.0%}" if tol >= 0.01 else f"{tol:.1%}")
+
+
+def years_table(run: Run) -> pd.DataFrame:
+    """Year x domain x origin: mean district-paid claims (萬元) of a multi-year run (empty for one year)."""
+    if "years_summary" not in run:
+        return pd.DataFrame(columns=["year", "domain", "origin", "mean"])
+    return run["years_summary"][["year", "domain", "origin", "mean", "p5", "p95"]].copy()
+
+
+def years_display(run: Run, lang: str) -> dict[str, pd.DataFrame]:
+    """A multi-year run's tables as a reader sees them (the same strings in the terminal and the report):
+    claims by year and origin, the commitments, each year's budget and risk, and the carry-over."""
+    if "years_summary" not in run:
+        return {}
+    t = language.labels(lang)
+    policy = run.policy()
+    groups = group_labels(run, lang)
+    domains = list(policy.domain_keys)
+    summary = run["years_summary"]
+    wide = summary.pivot_table(index="year", columns="origin", values="mean", aggfunc="sum", observed=False,
+                               fill_value=0.0)
+    claims = pd.DataFrame({t["year"]: wide.index.astype(int)})
+    for origin in ("new", "commitment"):
+        claims[t[f"origin_{origin}"]] = [yi(v) for v in wide.get(origin, pd.Series(0.0, wide.index))]
+    claims[t["years_total"]] = [yi(v) for v in wide.sum(axis=1)]
+    c = run["commitments"]
+    commitments = pd.DataFrame({
+        t["domain"]: [domain_name(policy, d, lang) for d in c["domain"]],
+        t["granted"]: c["granted"].astype(int), t["due"]: c["year"].astype(int),
+        t["mean_yi"]: [yi(v) for v in c["mean"]], "P5": [yi(v) for v in c["p5"]],
+        "P50": [yi(v) for v in c["p50"]], "P95": [yi(v) for v in c["p95"]],
+        t["from_assumptions"]: [share(v) if np.isfinite(v) else "—" for v in c["from_assumptions"]],
+        t["driver"]: [t["driver_explains"].format(group=groups.get(k, k), share=share(v)) if k else "—"
+                      for k, v in zip(c["driver"], c["driver_share"])]})
+    b = run["years_budget"].copy()
+    b["order"] = b["domain"].map({d: i for i, d in enumerate(domains)})
+    b = b.sort_values(["year", "order"], kind="stable")
+    budget = pd.DataFrame({
+        t["year"]: b["year"].astype(int), t["domain"]: [domain_name(policy, d, lang) for d in b["domain"]],
+        t["design_budget_yi"]: [yi(v) for v in b["claims_budget"]],
+        t["years_claims"]: [yi(v) for v in b["claims"]], t["years_committed"]: [yi(v) for v in b["commitments"]],
+        t["p_overrun"]: [share(v) for v in b["p_overrun"]]})
+    out = {"claims": claims, "commitments": commitments, "budget": budget}
+    if "years_numbers" in run:
+        n = run["years_numbers"]
+        out["numbers"] = pd.DataFrame({
+            t["years_numbers"]: n["number"], t["years_number"]: [f"{v:g}" for v in n["value"]],
+            t["years_range"]: [f"{lo:g}–{hi:g}" if np.isfinite(lo) else "—" for lo, hi in zip(n["low"], n["high"])],
+            t["years_why"]: n["why"]})
+    if "years_process" in run:
+        carry = run["years_process"].groupby(["year", "domain"], observed=True)["carried_out"].mean().reset_index()
+        carry = carry[carry["carried_out"] > 0]
+        out["carry"] = pd.DataFrame({t["year"]: carry["year"].astype(int),
+                                     t["domain"]: [domain_name(policy, d, lang) for d in carry["domain"]],
+                                     t["carried_out"]: [yi(v) for v in carry["carried_out"]]})
+    return out
+
+
+def plot_years(table: pd.DataFrame, policy: Policy, lang: str, ax) -> None:
+    """One bar per year, stacked by domain: the year's new awards solid, commitments hatched (億元)."""
+    t = language.labels(lang)
+    years = sorted(table["year"].unique())
+    bottom = np.zeros(len(years))
+    for domain in policy.domain_keys:
+        for origin in ("new", "commitment"):
+            part = table[(table["domain"] == domain) & (table["origin"] == origin)].set_index("year")["mean"]
+            values = part.reindex(years, fill_value=0.0).to_numpy(float) / 1e4
+            if not values.any():
+                continue
+            ax.bar([str(y) for y in years], values, bottom=bottom, color=domain_colour(policy, domain),
+                   hatch="//" if origin == "commitment" else None, edgecolor="white", linewidth=0.5,
+                   label=f"{domain_name(policy, domain, lang)} · {t[f'origin_{origin}']}")
+            bottom += values
+    ax.set_xlabel(t["year"])
+    ax.set_ylabel(t["mean_yi"])
+    ax.legend(fontsize=7, ncol=2, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
 
 
 def month_name(month: float, lang: str) -> str:
@@ -676,6 +758,9 @@ def _figures(run: Run, policy: Policy, lang: str) -> tuple[dict[str, pd.DataFram
     draw["needed"] = _one_axis((9, 4), plot_needed, tables["needed"], policy, lang)
     if len(tables["verify_first"]):
         draw["verify"] = _one_axis((9, 5.5), plot_verify_first, tables["verify_first"], lang)
+    tables["years"] = years_table(run)
+    if len(tables["years"]):
+        draw["years"] = _one_axis((10, 4.2), plot_years, tables["years"], policy, lang)
     tables["design_path"] = design_path_table(run)
     if len(tables["design_path"]):
         draw["design"] = _one_axis((9, 4.8), plot_design_path, tables["design_path"], policy, lang)
@@ -825,6 +910,28 @@ def _targets_html(run: Run, policy: Policy, lang: str) -> str:
             + table_html(targets_display(table, policy, lang)))
 
 
+def years_intro(run: Run, lang: str) -> str:
+    t = language.labels(lang)
+    first = run.manifest.get("years", [""])[0]
+    renewal = t["years_renewed" if run.manifest.get("renewed", True) else "years_not_renewed"].format(first=first)
+    return t["years_intro"].format(first=first, renewal=renewal)
+
+
+def _years_html(run: Run, lang: str, image: str = "") -> str:
+    shown = years_display(run, lang)
+    if not shown:
+        return ""
+    t = language.labels(lang)
+    carry = (f"<h3>{html.escape(t['years_carry'])}</h3>{table_html(shown['carry'])}"
+             if "carry" in shown and len(shown["carry"]) else "")
+    return (f"<h2>{html.escape(t['years_title'])}</h2><p>{html.escape(years_intro(run, lang))}</p>"
+            f"<h3>{html.escape(t['years_summary'])}</h3>{table_html(shown['claims'])}{image}"
+            f"<h3>{html.escape(t['years_commitments'])}</h3>{table_html(shown['commitments'])}"
+            f"<h3>{html.escape(t['years_budget'])}</h3>{table_html(shown['budget'])}{carry}"
+            + (f"<h3>{html.escape(t['years_numbers'])}</h3>{table_html(shown['numbers'])}" if "numbers" in shown
+               else ""))
+
+
 def _design_html(run: Run, policy: Policy, lang: str, image: str = "") -> str:
     if run.stage("design") is None:
         return ""
@@ -847,7 +954,7 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
                                                                                    lang))
     process = "process_runout_summary" in run
     terms = "".join(f"<li>{html.escape(s)}</li>" for s in definitions(lang, process))
-    figure_order = [n for n in FIGURES if n in pngs and n not in ("verify", "design")]
+    figure_order = [n for n in FIGURES if n in pngs and n not in ("verify", "design", "years")]
     verify_table = tables["verify_first"]
     captions = {name: t[f"cap_{name}"] for name in FIGURES}
     if len(verify_table):
@@ -878,6 +985,7 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
 <h3>{html.escape(t['sentences'])}</h3><ul>{sentences}</ul>
 <h3>{html.escape(t['definitions'])}</h3><ul class="definitions">{terms}</ul>
 {figures}
+{_years_html(run, lang, _figure_html("years", pngs["years"], lang, captions["years"]) if "years" in pngs else "")}
 {verify}
 {_design_html(run, policy, lang, _figure_html("design", pngs["design"], lang, captions["design"])
                if "design" in pngs else "")}
