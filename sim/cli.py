@@ -320,6 +320,13 @@ def cmd_budget(args: argparse.Namespace) -> int:
     cvar = timings[-1]
     print(f"(CVaR LP: {int(overall['variables'])} variables, build {cvar['build_s'] + cvar['model_s']:.2f} s, "
           f"solve {cvar['solve_s']:.2f} s)")
+    if "years_coverage" in tables:
+        years = tables["years_coverage"]
+        print("\nCoverage of each year's expected claims on that year's budgets, commitments funded first "
+              "(commitments_fit false: the commitments alone exceed the budget)")
+        print(years.assign(**{c: years[c].map(money) for c in ("claims_budget", "claims", "commitments", "funded",
+                                                               "shortfall")},
+                           shadow_price=years["shadow_price"].round(3)).to_string(index=False))
     if not args.no_save:
         print(f"\ntables in {run.path / 'budget'}")
     return 0

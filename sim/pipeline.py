@@ -427,6 +427,8 @@ def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None 
     tables replace ``RUN_DIR/budget``."""
     replace(Settings(), level=level, tolerance=tolerance, solver=solver, stages=("claims",)).check()
     tables, timings = budget.analyse(run.policy(), run.rules, level=level, tolerance=tolerance, solver=solver)
+    if "liabilities" in run:  # a multi-year run: the coverage LP of every year, on that year's budgets
+        tables["years_coverage"] = budget.years_coverage(run.policy(), run["liabilities"], run["year_budgets"], solver)
     if save:
         results.write_run(run.path / "budget", tables,
                           {"kind": "fiscalsim budget", "run": str(run.path), "level": level, "tolerance": tolerance,

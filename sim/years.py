@@ -55,6 +55,7 @@ YEARS_STREAM = 0x59454152  # spawn key of the survival and entry draws ("YEAR")
 GROWTH_STREAM = 0x47524F57  # spawn key of the later years' population seeds ("GROW")
 ORIGINS = ("new", "commitment")
 MAX_YEARS = 10
+DRIVER_DRAWS = 10  # assumption draws needed before a driver of the commitments is named
 
 
 class YearsError(FiscalsimError):
@@ -517,15 +518,18 @@ def between_share(values: np.ndarray, per_draw: int) -> float:
 def driver(values: np.ndarray, per_draw: int, factors: Mapping[str, np.ndarray]) -> tuple[str, float]:
     """The assumption group whose draws move ``values`` most, and how much: the largest squared Spearman rank
     correlation between a group's draws (``factors``: group -> one number per draw) and the mean of
-    ``values`` (in replication order) per draw; ("", NaN) with fewer than three draws or no variation.
+    ``values`` (in replication order) per draw; ("", NaN) with fewer than :data:`DRIVER_DRAWS` draws (a rank
+    correlation over a handful of points is noise) or no variation.
 
-    >>> x = np.arange(10.0)
+    >>> x = np.arange(12.0)
     >>> driver(np.repeat(x ** 2, 2), 2, {"a": x, "b": np.sin(x)})
     ('a', 1.0)
+    >>> driver(np.repeat(x[:5], 2), 2, {"a": x[:5]})[0]
+    ''
     """
     n = len(values) // per_draw * per_draw
     means = values[:n].reshape(-1, per_draw).mean(axis=1)
-    if len(means) < 3 or np.ptp(means) == 0:
+    if len(means) < DRIVER_DRAWS or np.ptp(means) == 0:
         return "", float("nan")
     best, share = "", 0.0
     ranks = pd.Series(means).rank().to_numpy()

@@ -40,6 +40,14 @@ def test_bench_design_runs_tiny():
     assert 0 < results[0]["support_kept"] <= 1
 
 
+def test_bench_years_runs_tiny():
+    from benchmarks import bench_years
+
+    rows = bench_years.main(["--replications", "2", "--process", "1", "--horizons", "1", "2"])
+    assert [r["horizon"] for r in rows] == [1, 2] and rows[1]["years"] > 0 == rows[0]["years_range"][0]
+    assert rows[0]["ratio"] == 1.0 and rows[1]["peak_mib"] > 0
+
+
 def test_bench_process_runs_tiny(tmp_path):
     from benchmarks import bench_process
 

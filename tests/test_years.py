@@ -285,6 +285,13 @@ def test_cli_prints_the_commitments_and_the_report_shows_them(tmp_path, capsys):
     assert "多年度" in printed and "以前年度决定带来的承诺" in printed and "2025" in printed
     page = (out / "report" / "report.zh-Hans.html").read_text(encoding="utf-8")
     assert "多年度" in page and 'alt="years"' in page
+    assert main(["budget", str(out), "--no-save", "--solver", "highs"]) == 0
+    printed = capsys.readouterr().out
+    assert "Coverage of each year's expected claims" in printed and " 2025 " in printed
+    assert main(["export", str(out), "-o", str(tmp_path / "x.xlsx")]) == 0
+    sheets = pd.read_excel(tmp_path / "x.xlsx", sheet_name=None)
+    owed = sheets["多年度承诺"]
+    assert np.allclose(owed["mean (萬元)"].to_numpy(), pd.read_parquet(out / "commitments.parquet")["mean"].to_numpy())
 
 
 def test_multi_year_tables_are_the_same_bytes_on_two_dask_workers(tmp_path, three_years):
