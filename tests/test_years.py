@@ -249,6 +249,8 @@ def _years_problem(tmp_path, change) -> str:
                                                          "why": "x"}}), ["pays a fixed amount", "'rate'"]),
     (lambda d: d["groups"].pop("years-poc"), ["group 'years-poc' is not in [groups]"]),
     (lambda d: d["budgets"]["by_year"].update({"2o25": {}}), ["'2o25' is not a year"]),
+    (lambda d: d["budgets"].update(later_years=-1.0), ["[budgets]: later_years must be >= 0"]),
+    (lambda d: d["renewal"].update(quote="本文件長期有效"), ["[renewal]: quote", "not verbatim"]),
 ])
 def test_a_bad_years_file_gets_one_clear_message(tmp_path, change, words):
     message = _years_problem(tmp_path, change)
@@ -323,6 +325,39 @@ def test_commitments_do_not_depend_on_renewal(tmp_path, three_years):
     theirs = theirs[(theirs["year"] > 2024) & (theirs["granted"] == 2024)].reset_index(drop=True)
     assert np.array_equal(mine["district"].to_numpy(), theirs["district"].to_numpy())  # the same survivors
     assert set(zip(run["commitments"]["granted"], run["commitments"]["year"])) == {(2024, 2025), (2024, 2026)}
+    budget = run["years_budget"].set_index(["year", "domain"])
+    assert np.isfinite(budget["claims"]).all() and budget.loc[(2025, "investment"), "claims"] == 0.0
+    assert budget.loc[(2025, "science_technology"), "claims"] == budget.loc[(2025, "science_technology"),
+                                                                            "commitments"] > 0
+
+
+def test_between_share_by_hand():
+    # draws of two replications: means 1, 11, 21 (variance 100 with ddof 1); within each pair variance 2;
+    # between = 100 - 2 / 2 = 99, share = 99 / (99 + 2)
+    values = np.array([0.0, 2.0, 10.0, 12.0, 20.0, 22.0])
+    assert years.between_share(values, 2) == pytest.approx(99 / 101, rel=1e-12)
+
+
+def test_driver_finds_a_falling_relation_and_names_none_without_variation():
+    x = np.arange(12.0)
+    assert years.driver(np.repeat(-x, 3), 3, {"flat": np.ones(12), "falling": x}) == ("falling", 1.0)
+    key, share = years.driver(np.repeat(-x, 3), 3, {"flat": np.ones(12)})
+    assert key == "" and math.isnan(share)
+
+
+def test_draw_values_use_each_number_s_own_distribution():
+    data = copy.deepcopy(RAW)
+    data["growth"]["amounts"]["uncertainty"].update(distribution="triangular", range=[0.0, 0.10])
+    model = years.years_from_dict(data, POLICY, "years.toml")
+    values = years.draw_values(model, 50, 5, seed=4, vary=True)
+    from sim import assumptions
+    p = model.amount_growth
+    rows = values.groups["years-growth"]
+    expected = [assumptions.quantile(p.uncertainty, p.value, x) for x in rows]
+    assert np.allclose(values.values["growth.amounts"], expected)
+    assert not np.allclose(values.values["growth.amounts"], 0.1 * rows)  # not the uniform's
+    point = years.draw_values(model, 3, 5, seed=4, vary=False)
+    assert (point.values["growth.amounts"] == p.value).all() and point.of("growth.amounts", 14) == p.value
 
 
 def test_between_share_recovers_the_variance_between_draws():
