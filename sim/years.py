@@ -291,6 +291,11 @@ def _terms(raw: Any, policy: Policy, continuations: Mapping[str, Continuation], 
                          f"qualifies; {rule_id} is of kind {rule.kind!r}")
         elif follows and policy.rule(follows).claimant != rule.claimant:
             problems.add(where, f"{rule_id} and {follows} have different claimants")
+        elif any(p is not None and p.uncertainty is not None
+                 for p in (rule.number("amount"), rule.intensity, rule.district_share)):
+            problems.add(where, f"{rule_id} follows another rule, so its amount, intensity and district share are "
+                         "taken as written in policy.toml; remove their uncertainty ranges, or give the rule years "
+                         "instead")
         if follows and after is not None:
             terms[rule_id] = Term(rule_id, continues, quote, why, follows=follows, after=after)
     return terms

@@ -259,6 +259,17 @@ def test_a_bad_years_file_gets_one_clear_message(tmp_path, change, words):
         assert word in message, message
 
 
+def test_a_follower_rule_with_a_drawn_amount_is_refused(tmp_path):
+    from tests.models import model_copy
+    folder = model_copy(tmp_path, MODEL, {"policy.toml": (
+        'base = "above_size_three_years"\namount = 30\n',
+        'base = "above_size_three_years"\namount = { value = 30, assumed = true, why = "x", uncertainty = '
+        '{ range = [20, 30], group = "recognitions-industry", why = "x" } }\n')})
+    policy = sim.policy.load(folder)
+    with pytest.raises(years.YearsError, match="taken as written in policy.toml"):
+        years.load_years(folder, policy)
+
+
 def test_a_multi_year_run_of_a_model_without_a_years_file_says_what_to_add():
     with pytest.raises(FiscalsimError, match="no years.toml in the model folder"):
         pipeline.run(model="template", settings=pipeline.Settings(replications=2, years=(2024, 2025),
