@@ -251,6 +251,9 @@ def _years_problem(tmp_path, change) -> str:
     (lambda d: d["budgets"]["by_year"].update({"2o25": {}}), ["'2o25' is not a year"]),
     (lambda d: d["budgets"].update(later_years=-1.0), ["[budgets]: later_years must be >= 0"]),
     (lambda d: d["renewal"].update(quote="本文件長期有效"), ["[renewal]: quote", "not verbatim"]),
+    (lambda d: d["budgets"]["by_year"]["2025"].update(science_technology={"value": 12.0, "derived": "x"}),
+     ["[budgets.by_year.2025]: science_technology must be <= 10"]),
+    (lambda d: d["growth"].update(claimants=2.0), ["[growth]: claimants must be <= 1"]),
 ])
 def test_a_bad_years_file_gets_one_clear_message(tmp_path, change, words):
     message = _years_problem(tmp_path, change)
@@ -340,6 +343,14 @@ def test_commitments_do_not_depend_on_renewal(tmp_path, three_years):
     assert np.isfinite(budget["claims"]).all() and budget.loc[(2025, "investment"), "claims"] == 0.0
     assert budget.loc[(2025, "science_technology"), "claims"] == budget.loc[(2025, "science_technology"),
                                                                             "commitments"] > 0
+
+
+def test_summary_counts_a_replication_without_rows_as_zero():
+    table = pd.DataFrame({"replication": [0, 0, 1], "year": [2025, 2025, 2025],
+                          "domain": ["industry", "industry", "industry"],
+                          "origin": ["commitment", "new", "new"], "district": [30.0, 5.0, 7.0]})
+    summary = years.summary_table(table, 1).set_index("origin")
+    assert summary.loc["commitment", "mean"] == 15.0 and summary.loc["new", "mean"] == 6.0
 
 
 def test_between_share_by_hand():
