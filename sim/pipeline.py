@@ -176,12 +176,16 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
         rows = assumptions_module.design(draws, len(ctx.assumptions.groups), settings.seed)
         ctx.drawn = assumptions_module.Drawn(data, ctx.assumptions, rows, settings.per_draw, policy.source_text,
                                              chosen.name)
+    if chosen.section("years") and not settings.multi_year:
+        scenario_module.apply_years(chosen, policy)  # checked all the same, so a mistake shows now
+        ctx.warnings.append(f"scenario {chosen.name}: its [years] overrides act only in a multi-year run "
+                            "(--years 2024-2026)")
     if settings.multi_year:
         first = policy.meta.get("year")
         if first is not None and settings.years[0] != first:
             raise years_module.YearsError(f"years {settings.years[0]}-{settings.years[-1]}: the model's policy is "
                                           f"for {first}; start the span there")
-        ctx.years = years_module.load_years(chosen.model, policy)
+        ctx.years = scenario_module.apply_years(chosen, policy)
         ctx.year_values = years_module.draw_values(ctx.years, -(-settings.replications // settings.per_draw),
                                                    settings.per_draw, settings.seed, ctx.drawn is not None)
     return ctx

@@ -46,7 +46,7 @@ from sim import population as population_module
 from sim.errors import PolicyError, ScenarioError
 from sim.validation import canonical_json, read_toml
 
-_TOP = {"name", "model", "description", "title_zh", "title_en", "policy", "population", "process"}
+_TOP = {"name", "model", "description", "title_zh", "title_en", "policy", "population", "process", "years"}
 _POLICY_SECTIONS = {"rules", "domains"}
 _RULE_NUMBERS = {*kinds.all_numbers(), "district_share", "intensity", "priority"}
 
@@ -150,10 +150,10 @@ def from_dict(data: dict[str, Any], origin: str = "<scenario>", base: Path | Non
     for key in ("description", "title_zh", "title_en"):
         if not isinstance(data.get(key, ""), str):
             raise ScenarioError(f"{origin}: {key} must be text")
-    for section in ("policy", "population", "process"):
+    for section in ("policy", "population", "process", "years"):
         if section in data and not isinstance(data[section], dict):
             raise ScenarioError(f"{origin}: [{section}] must be a table of overrides")
-    overrides = {k: data[k] for k in ("policy", "population", "process") if k in data}
+    overrides = {k: data[k] for k in ("policy", "population", "process", "years") if k in data}
     for section, allowed in (("policy", _POLICY_SECTIONS),):
         extra = set(overrides.get(section, {})) - allowed
         if extra:
@@ -284,6 +284,44 @@ def apply_process(scenario: Scenario, policy: policy_module.Policy):
         else:
             _merge(data.setdefault(key, {}), value, f"process.{key}", where)
     return process_module.process_from_dict(data, policy, origin=f"{where} (scenario applied to {base.path})")
+
+
+def apply_years(scenario: Scenario, policy: policy_module.Policy):
+    """The scenario's multi-year model (``years.toml`` with the scenario's ``[years]`` overrides), validated; a
+    number the scenario sets is held at its value (marked as the scenario's, with no range)."""
+    import json
+
+    from sim import years as years_module
+
+    where = scenario.path or scenario.name
+    base = years_module.load_years(scenario.model, policy)
+    overrides = scenario.section("years")
+    if not overrides:
+        return base
+    data = json.loads(base.raw)
+    _merge_years(data, overrides, "years", where, scenario.name)
+    return years_module.years_from_dict(data, policy, origin=f"{where} (scenario applied to {base.path})",
+                                        all_used=False)
+
+
+def _merge_years(target: dict, override: Any, path: str, where: str, name: str) -> None:
+    """Overrides of ``years.toml``: an entry must exist (a year of ``budgets.by_year`` may be added); a number
+    replaces a number table as the scenario's; anything else (``renewed``, a term's ``years``) is set as given."""
+    for key, value in _table(override, where, path).items():
+        here = f"{path}.{key}"
+        current = target.get(key)
+        if key not in target and not path.startswith("years.budgets.by_year"):
+            raise ScenarioError(f"{where}: {here}: no such entry in the model's years.toml")
+        if isinstance(value, dict) and isinstance(current, dict) and "value" not in current:
+            _merge_years(current, value, here, where, name)
+        elif isinstance(value, dict) and path.startswith("years.budgets.by_year") and current is None:
+            target[key] = {}
+            _merge_years(target[key], value, here, where, name)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and (
+                isinstance(current, dict) or path.startswith("years.budgets.by_year")):
+            target[key] = _mark(value, name)
+        else:
+            target[key] = value
 
 
 def apply(scenario: Scenario) -> tuple[policy_module.Policy, population_module.PopulationSpec]:

@@ -141,7 +141,10 @@ def load_years(model: str | Path | None, policy: Policy) -> YearsModel:
 _TOP = {"renewal", "growth", "budgets", "continuations", "terms", "groups"}
 
 
-def years_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<years>") -> YearsModel:
+def years_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<years>",
+                    all_used: bool = True) -> YearsModel:
+    """A multi-year model from its data, checked against the policy (``all_used``: every group of
+    ``[groups]`` must be named by a number, as in a model file; a scenario may hold a group's numbers)."""
     problems = Problems(origin, YearsError, "the multi-year model")
     top = Table(data, "", problems, allowed=_TOP)
     for key in ("renewal", "growth", "budgets"):
@@ -173,7 +176,7 @@ def years_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<yea
                          f"{', '.join(sorted(groups)) or 'none'}); add [groups.{p.uncertainty.group}] with label_zh "
                          "and label_en")
     used = {p.uncertainty.group for p in model.uncertain().values()}
-    for key in sorted(set(groups) - used):
+    for key in sorted(set(groups) - used) if all_used else ():
         problems.add(f"[groups.{key}]", "no number of the file names this group; remove it or use it")
     problems.raise_if_any()
     return model
@@ -334,11 +337,12 @@ class YearsValues:
 
 def draw_values(model: YearsModel, draws: int, per_draw: int, seed: int, vary: bool) -> YearsValues:
     """The numbers of each assumption draw: a Latin hypercube over the file's groups (its own stream, so the
-    one-year draws are untouched), or the point values when ``vary`` is false."""
+    one-year draws are untouched; one column per declared group, so a scenario that holds some numbers sees
+    the same draws of the others), or the point values when ``vary`` is false."""
     from sim import assumptions
 
     numbers = model.numbers()
-    groups = sorted({p.uncertainty.group for p in model.uncertain().values()})
+    groups = sorted(model.groups)
     draws = max(draws, 1)
     if not vary or not groups:
         return YearsValues(FrozenMap({k: np.full(draws, float(p.value)) for k, p in numbers.items()}), per_draw)

@@ -396,3 +396,53 @@ def test_no_character_of_the_years_labels_renders_as_a_box():
     text = "".join(zh for zh, _ in YEARS.groups.values()) + "".join(c.label_zh for c in YEARS.continuations.values())
     text += "".join(language.labels("zh-Hans").values())
     assert report.missing_glyphs(text + language.simplified(text)) == set()
+
+
+# ----------------------------------------------------------------------------- scenarios of the years model
+def test_a_scenario_holds_years_numbers_and_the_other_draws_stay(three_years):
+    from dataclasses import replace
+
+    longer = pipeline.run("years-incubation-longer", settings=replace(SETTINGS, years=(2024, 2025, 2026)),
+                          progress=False)
+    numbers = longer["years_numbers"].set_index("number")
+    assert numbers.loc["continuations.incubated.survival", "value"] == 0.9
+    assert math.isnan(numbers.loc["continuations.incubated.survival", "low"])  # held: a decision, no range
+    base = three_years["commitments"].set_index(["domain", "granted", "year"])["mean"]
+    more = longer["commitments"].set_index(["domain", "granted", "year"])["mean"]
+    assert more[("science_technology", 2024, 2026)] > base[("science_technology", 2024, 2026)]
+    assert more[("industry", 2024, 2026)] == base[("industry", 2024, 2026)]  # the same draws elsewhere
+    assert longer["rules"].equals(three_years["rules"])
+
+
+def test_a_years_scenario_in_a_one_year_run_is_checked_and_warned(tmp_path):
+    run = pipeline.run("years-no-renewal", settings=SETTINGS, progress=False)
+    assert any("[years] overrides act only in a multi-year run" in w for w in run.manifest["warnings"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\nmodel = "binjiang-2024"\n[years.continuations.nowhere]\nsurvival = 0.5\n',
+                   encoding="utf-8")
+    with pytest.raises(FiscalsimError, match="years.continuations.nowhere: no such entry"):
+        pipeline.run(bad, settings=SETTINGS, progress=False, allow_outside=True)
+    added = tmp_path / "added.toml"
+    added.write_text('name = "added"\nmodel = "binjiang-2024"\n[years.budgets.by_year.2026]\nservices = 1.5\n',
+                     encoding="utf-8")
+    from sim import scenario
+    chosen = scenario.load(added, allow_outside=True)
+    model = scenario.apply_years(chosen, scenario.apply(chosen)[0])
+    assert model.by_year[2026]["services"].value == 1.5 and model.by_year[2026]["services"].scenario == "added"
+
+
+def test_compare_shows_the_years_of_two_multi_year_runs(tmp_path, capsys):
+    for name in ("baseline", "years-no-renewal"):
+        assert main(["run", name, "--years", "2024-2025", "-r", "4", "--n", "20000", "--per-draw", "2",
+                     "--no-process", "--no-sensitivity", "-o", str(tmp_path / name), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path / "baseline"), str(tmp_path / "years-no-renewal"),
+                 "--out", str(tmp_path / "c")]) == 0
+    printed = capsys.readouterr().out
+    assert "各年度兑现额" in printed and "以前年度决定带来的承诺" in printed
+    years_table = pd.read_parquet(tmp_path / "c" / "years.parquet")
+    later_new = years_table[(years_table["year"] == 2025) & (years_table["origin"] == "new")]
+    assert later_new.set_index("scenario")["d_mean"]["baseline"] == 0.0
+    assert "years-no-renewal" not in set(later_new["scenario"])  # no new awards when not renewed
+    page = (tmp_path / "c" / "compare.zh-Hans.html").read_text(encoding="utf-8")
+    assert 'alt="years"' in page
