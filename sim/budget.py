@@ -610,13 +610,15 @@ def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance:
 
 
 def years_coverage(policy: Policy, liabilities: pd.DataFrame, year_budgets: pd.DataFrame,
-                   solver: str = "cbc") -> pd.DataFrame:
+                   solver: str = "cbc", level: float = 0.95, tolerance: float | None = None) -> pd.DataFrame:
     """The coverage LP once per year of a multi-year run, on that year's budgets (the mean over replications
     of each domain's claims budget) and expected claims (new awards and commitments), with every rule's
     commitments funded in full (they are owed).  Where a domain's commitments alone exceed its budget
     (``commitments_fit`` false) the year is solved without that floor.  The net total scales with the year's
     budgets; spending floors (a share of one year's whole spending) are the budget allocation's business,
-    not the claims', and are left out."""
+    not the claims', and are left out.  ``cvar_budget``: the year's CVaR-sized budgets (the least total whose
+    CVaR at ``level`` of total shortfall over the replications is within ``tolerance``, by default 1% of the
+    year's mean claims), what to set aside for that year."""
     rows = []
     reps = liabilities["replication"].nunique()
     for year, part in liabilities.groupby("year", sort=True):
@@ -634,9 +636,14 @@ def years_coverage(policy: Policy, liabilities: pd.DataFrame, year_budgets: pd.D
             cover = coverage(data, b, solver)
         domains = cover["domains"]
         owed_domain = np.bincount(data.rule_domain, weights=share * data.claims, minlength=len(data.domains))
+        losses = domain_loss_matrix(part, policy.domain_keys)
+        allowed = 0.01 * float(losses.sum(axis=1).mean()) if tolerance is None else tolerance
+        sized = cvar_budgets(losses, policy.domain_keys, level, allowed, b,
+                             solver="highs" if solver == "highs" else solver)["budgets"]["cvar_budget"].to_numpy()
         for i, row in domains.iterrows():
             rows.append({"year": year, "domain": row["domain"], "claims_budget": row["claims_budget"],
                          "claims": row["claims"], "commitments": owed_domain[i], "funded": row["funded"],
                          "shortfall": row["shortfall"], "shadow_price": row["shadow_price"],
+                         "cvar_budget": float(sized[i]),
                          "commitments_fit": bool(owed_domain[i] <= row["claims_budget"] * (1 + 1e-9))})
     return pd.DataFrame(rows)

@@ -172,6 +172,10 @@ ZH = {
     "compare_difference": "合计与第一个情景之差(亿元)",
     "cap_years_compare": "各情景每个年度的区级兑现额(亿元,各次模拟平均);实色为当年新增,斜线为以前年度决定带来的承诺。",
     "driver_explains": "{group}(约可解释{share}的波动)",
+    "years_cvar": "需预留预算(尾部风险口径,亿元)",
+    "years_cvar_note": ("需预留预算:使最坏{tail}的模拟年份里各领域缺口合计的平均值不超过{limit}的最小预算"
+                        "(条件风险价值,CVaR),含以前年度的承诺。"),
+    "years_cvar_limit": "当年预计兑现额的1%",
     "mean_yi": "平均(亿元)", "year": "年度", "origin_new": "新增", "origin_commitment": "承诺", "years_total": "合计",
     "granted": "决定年度", "due": "兑付年度", "from_assumptions": "不确定性中来自假设的比重",
     "years_claims": "兑现额(含承诺,亿元)", "years_committed": "其中承诺(亿元)", "carried_out": "转入下年(亿元)",
@@ -344,6 +348,10 @@ EN = {
     "cap_years_compare": ("Each scenario's district-paid claims by year (億元, mean of the replications); solid: the "
                           "year's new awards, hatched: commitments from earlier years' decisions."),
     "driver_explains": "{group} (explains about {share} of the spread)",
+    "years_cvar": "Budget to set aside, tail-risk rule (億元)",
+    "years_cvar_note": ("Budget to set aside: the least budgets for which, in the worst {tail} of simulated years, "
+                        "the mean total shortfall is at most {limit} (CVaR), commitments included."),
+    "years_cvar_limit": "1% of the year's expected claims",
     "mean_yi": "Mean (億元)", "year": "Year", "origin_new": "New", "origin_commitment": "Commitments",
     "years_total": "Total",
     "granted": "Decided in", "due": "Due in", "from_assumptions": "Share of uncertainty from the assumptions",

@@ -392,7 +392,8 @@ def budget_stage(ctx: Context) -> None:
                                             solver=s.solver)
         if ctx.years is not None:
             ctx.tables["years_coverage"] = budget.years_coverage(ctx.policy, ctx.tables["liabilities"],
-                                                                 ctx.tables["year_budgets"], s.solver)
+                                                                 ctx.tables["year_budgets"], s.solver, s.level,
+                                                                 s.tolerance)
     bar(1)
     bar(None)
     ctx.stage_tables["budget"] = tables
@@ -432,7 +433,8 @@ def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None 
     replace(Settings(), level=level, tolerance=tolerance, solver=solver, stages=("claims",)).check()
     tables, timings = budget.analyse(run.policy(), run.rules, level=level, tolerance=tolerance, solver=solver)
     if "liabilities" in run:  # a multi-year run: the coverage LP of every year, on that year's budgets
-        tables["years_coverage"] = budget.years_coverage(run.policy(), run["liabilities"], run["year_budgets"], solver)
+        tables["years_coverage"] = budget.years_coverage(run.policy(), run["liabilities"], run["year_budgets"], solver,
+                                                         level, tolerance)
     if save:
         results.write_run(run.path / "budget", tables,
                           {"kind": "fiscalsim budget", "run": str(run.path), "level": level, "tolerance": tolerance,

@@ -335,6 +335,9 @@ def years_display(run: Run, lang: str) -> dict[str, pd.DataFrame]:
         t["design_budget_yi"]: [yi(v) for v in b["claims_budget"]],
         t["years_claims"]: [yi(v) for v in b["claims"]], t["years_committed"]: [yi(v) for v in b["commitments"]],
         t["p_overrun"]: [share(v) for v in b["p_overrun"]]})
+    if "years_coverage" in run:
+        sized = run["years_coverage"].set_index(["year", "domain"])["cvar_budget"]
+        budget[t["years_cvar"]] = [yi(sized.get((y, d), np.nan)) for y, d in zip(b["year"], b["domain"])]
     out = {"claims": claims, "commitments": commitments, "budget": budget}
     if "years_numbers" in run:
         n = run["years_numbers"]
@@ -917,6 +920,16 @@ def years_intro(run: Run, lang: str) -> str:
     return t["years_intro"].format(first=first, renewal=renewal)
 
 
+def years_cvar_note(run: Run, lang: str) -> str:
+    """What the budget to set aside means, with the run's own CVaR level and tolerance."""
+    t = language.labels(lang)
+    settings = run.manifest.get("settings", {})
+    level, tolerance = settings.get("level", 0.95), settings.get("tolerance")
+    unit = language.own_text("万元", lang) if language.chinese(lang) else "萬元"
+    limit = t["years_cvar_limit"] if tolerance is None else f"{tolerance:,.0f} {unit}"
+    return t["years_cvar_note"].format(tail=f"{1 - level:.0%}", limit=limit)
+
+
 def _years_html(run: Run, lang: str, image: str = "") -> str:
     shown = years_display(run, lang)
     if not shown:
@@ -927,7 +940,8 @@ def _years_html(run: Run, lang: str, image: str = "") -> str:
     return (f"<h2>{html.escape(t['years_title'])}</h2><p>{html.escape(years_intro(run, lang))}</p>"
             f"<h3>{html.escape(t['years_summary'])}</h3>{table_html(shown['claims'])}{image}"
             f"<h3>{html.escape(t['years_commitments'])}</h3>{table_html(shown['commitments'])}"
-            f"<h3>{html.escape(t['years_budget'])}</h3>{table_html(shown['budget'])}{carry}"
+            f"<h3>{html.escape(t['years_budget'])}</h3>{table_html(shown['budget'])}"
+            f"<p class=\"note\">{html.escape(years_cvar_note(run, lang))}</p>{carry}"
             + (f"<h3>{html.escape(t['years_numbers'])}</h3>{table_html(shown['numbers'])}" if "numbers" in shown
                else ""))
 

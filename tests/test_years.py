@@ -219,6 +219,17 @@ def test_a_budget_per_year_funds_the_commitments_first(three_years):
     fits = cover[cover["commitments_fit"]]
     assert (fits["funded"] >= fits["commitments"] - 1e-6).all()
     assert (cover["funded"] <= cover["claims_budget"] + 1e-6).all()
+    liabilities = three_years["liabilities"]
+    for year, part in cover.groupby("year"):
+        losses = (liabilities[liabilities["year"] == year].pivot_table(
+            index="replication", columns="domain", values="district", aggfunc="sum", observed=False)
+            .reindex(columns=list(POLICY.domain_keys)).to_numpy())
+        sized = part.set_index("domain")["cvar_budget"].reindex(list(POLICY.domain_keys)).to_numpy()
+        short = np.sort(np.maximum(losses - sized, 0.0).sum(axis=1))[::-1]
+        tail = max(1, math.ceil(0.05 * len(short)))  # the worst 5% of replications (at least one)
+        limit = 0.01 * losses.sum(axis=1).mean()
+        assert short[:tail].mean() <= limit * (1 + 1e-6) + 1e-6, year  # the CVaR limit holds
+        assert sized.sum() <= losses.max(axis=0).sum() + 1e-6  # and no more than the worst year of each needs
 
 
 # ----------------------------------------------------------------------------- messages
