@@ -11,11 +11,11 @@ temporary folder (its time is the report stage's).
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
-import statistics
 import tempfile
 import time
+
+from benchmarks import fresh_runs, medians
 
 STAGES = ("claims", "process", "budget", "sensitivity", "calibration", "report")
 
@@ -40,7 +40,6 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--replications", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
-    context = multiprocessing.get_context("spawn")
     configurations = {"claims only": ("claims",), "main job": ("claims", "process", "budget", "sensitivity",
                                                                "report")}
     rows = []
@@ -48,15 +47,8 @@ def main(argv=None) -> list[dict]:
     print(f"{'run':>12} " + " ".join(f"{c:>11}" for c in columns) + f" {'x claims':>9} {'peak MiB':>9}")
     claims_only = None
     for label, stages in configurations.items():
-        runs = []
-        for _ in range(args.repeat):
-            with context.Pool(1) as pool:
-                runs.append(pool.apply(one, (args.replications, stages)))
-        row = {"run": label, "replications": args.replications}
-        for c in columns:
-            values = sorted(r.get(c, 0.0) for r in runs)
-            row[c], row[f"{c}_range"] = statistics.median(values), (values[0], values[-1])
-        row["peak_mib"] = statistics.median(r["peak_mib"] for r in runs)
+        row = medians(fresh_runs(one, (args.replications, stages), args.repeat), columns,
+                      {"run": label, "replications": args.replications})
         claims_only = claims_only or row["total"]
         row["ratio"] = row["total"] / claims_only
         print(f"{label:>12} " + " ".join(f"{row[c]:>11.2f}" for c in columns)

@@ -11,10 +11,10 @@ repeats), the total, its ratio to the one-year run, and the peak resident memory
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import resource
-import statistics
 import time
+
+from benchmarks import fresh_runs, medians
 
 
 def one(replications: int, process: int, horizon: int) -> dict:
@@ -37,23 +37,14 @@ def main(argv=None) -> list[dict]:
     parser.add_argument("--horizons", type=int, nargs="+", default=[1, 3])
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args(argv)
-    context = multiprocessing.get_context("spawn")
     rows = []
     stages = ("claims", "years", "process", "budget", "total")
     print(f"{'years':>5} " + " ".join(f"{s + ' s':>20}" for s in stages) + f" {'x one year':>10} {'peak MiB':>9}")
     base = None
     for horizon in args.horizons:
-        runs = []
-        for _ in range(args.repeat):
-            with context.Pool(1) as pool:
-                runs.append(pool.apply(one, (args.replications, args.process, horizon)))
-        cells, row = [], {"horizon": horizon, "replications": args.replications, "process": args.process}
-        for stage in stages:
-            values = sorted(r.get(stage, 0.0) for r in runs)
-            row[stage] = statistics.median(values)
-            row[f"{stage}_range"] = (values[0], values[-1])
-            cells.append(f"{row[stage]:8.2f} ({values[0]:.2f}-{values[-1]:.2f})")
-        row["peak_mib"] = statistics.median(r["peak_mib"] for r in runs)
+        runs = fresh_runs(one, (args.replications, args.process, horizon), args.repeat)
+        row = medians(runs, stages, {"horizon": horizon, "replications": args.replications, "process": args.process})
+        cells = [f"{row[s]:8.2f} ({row[s + '_range'][0]:.2f}-{row[s + '_range'][1]:.2f})" for s in stages]
         base = base or row["total"]
         row["ratio"] = row["total"] / base
         print(f"{horizon:>5} " + " ".join(f"{c:>20}" for c in cells)
