@@ -883,3 +883,50 @@ def test_an_in_process_run_records_its_settings():
     policy, spec = scenario.apply(scenario.baseline("template"))
     result = mc.run(policy, spec, replications=2, seed=1, n=500, scale=1.0, progress=False)
     assert result.settings == {"n": 500, "scale": 1.0, "workers": 1}
+
+
+# ----------------------------------------------------------------------------- seed 23 (montecarlo, process)
+def test_two_replications_have_a_standard_deviation():
+    import numpy as np
+
+    from sim import montecarlo
+    stats = montecarlo._stats(np.array([1.0, 3.0]))
+    assert stats["sd"] == pytest.approx(np.sqrt(2.0)) and stats["sem"] == pytest.approx(1.0)
+    assert np.isnan(montecarlo._stats(np.array([1.0]))["sd"])
+
+
+def test_joining_no_kept_claimants_gives_empty_columns():
+    from sim import montecarlo
+    kept = montecarlo.join_kept([])
+    assert len(kept.rule) == len(kept.award) == len(kept.district) == 0
+
+
+def test_level_totals_are_in_replication_then_key_order_whatever_the_input_order():
+    import numpy as np
+    import pandas as pd
+
+    from sim import montecarlo
+    rules = pd.DataFrame({"replication": [1, 0, 1, 0], "domain": ["b", "b", "a", "a"], "award": [1.0, 2.0, 3.0, 4.0],
+                          "district": [1.0, 2.0, 3.0, 4.0]})
+    out = montecarlo.level_totals(rules, "domain")
+    assert list(zip(out["replication"], out["key"])) == [(0, "a"), (0, "b"), (1, "a"), (1, "b")]
+    assert np.array_equal(out["district"].to_numpy(), [4.0, 2.0, 3.0, 1.0])
+
+
+def test_replication_claims_use_the_population_size_asked_for():
+    from sim import montecarlo, population
+    policy = sim.policy.load("template")
+    spec = population.load_spec("template", policy=policy)
+    small = montecarlo.replication_claims(policy, spec, seed=3, replication=0, n=500)
+    run = montecarlo.run(policy, spec, 1, seed=3, n=500, progress=False)
+    assert small["amount"].sum() == pytest.approx(run.rules["district"].sum(), rel=1e-12)
+    assert len(small) < len(montecarlo.replication_claims(policy, spec, seed=3, replication=0))
+
+
+def test_a_model_without_process_settings_says_so(tmp_path):
+    from sim import process
+    from sim.errors import SpecError
+    folder = model_copy(tmp_path, TEMPLATE)
+    (folder / "process.toml").unlink()
+    with pytest.raises(SpecError, match="no process settings in the model folder"):
+        process.load_process(folder)
