@@ -553,7 +553,7 @@ def _articles(raw: list, domain_keys: set[str], domains: list[Domain],
     return out
 
 
-def _quote(t: Table, source_text: str) -> str:
+def verbatim_quote(t: Table, source_text: str) -> str:
     """A table's ``quote``, which must be found verbatim in the model's source text (when there is one)."""
     quote = t.str("quote")
     if quote and source_text and quote not in source_text:
@@ -581,7 +581,7 @@ def _targets(raw: list, domain_keys: set[str], source_text: str, problems: Probl
         if "progress" in t.data:
             pt = Table(t.data["progress"], f"{t.where}, progress", problems, allowed={"calibration", "factor", "why"})
             progress = Progress(pt.str("calibration"), pt.number("factor", low=0.0) or 0.0, pt.str("why"))
-        quote = _quote(t, source_text)
+        quote = verbatim_quote(t, source_text)
         out.append(Target(t.str("id"), domain, t.number("value", low=0.0) or 0.0, unit,
                           comparison, quote, t.int("article", required=False),
                           t.number("stretch", required=False, low=0.0), progress))
@@ -600,7 +600,7 @@ def _spending_floors(raw: list, domain_keys: set[str], source_text: str, problem
         check_range(problems, t.where, "share", share, 0.0, 1.0)
         margin = t.param("margin")
         check_range(problems, t.where, "margin", margin, 0.0, MONEY_CEILING)
-        quote = _quote(t, source_text)
+        quote = verbatim_quote(t, source_text)
         out.append(SpendingFloor(t.str("id"), domain, share.value if share else 0.0,
                                  t.number("expenditure", low=0.0, high=MONEY_CEILING) or 0.0,
                                  t.str("expenditure_source"), margin or Param(0.0), quote))
@@ -821,7 +821,7 @@ def _rule(value: Any, i: int, ctx: _RuleContext) -> Rule:
     for name, high in (("district_share", 1.0), ("intensity", 1.0), ("priority", None)):
         common[name] = t.param(name, required=False) or Param(1.0)
         check_range(ctx.problems, t.where, name, common[name], 0.0, high)
-    quote = _quote(t, ctx.source_text)
+    quote = verbatim_quote(t, ctx.source_text)
     latitude = _rule_latitude(t, quote)
     return Rule(
         **identity, name_en=t.str("name_en"), base=base, quote=quote, numbers=FrozenMap(_rule_numbers(t, kind)),

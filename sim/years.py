@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import FiscalsimError
-from sim.policy import Policy, resolve_model
+from sim.policy import Policy, resolve_model, verbatim_quote
 from sim.validation import (
     FrozenMap,
     Param,
@@ -155,7 +155,7 @@ def years_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<yea
     renewal = Table(top.data.get("renewal", {}), "[renewal]", problems, allowed={"renewed", "assumed", "quote", "why"})
     renewed = renewal.bool("renewed")
     renewal_why = renewal.str("why")
-    _quoted(renewal, source, problems)
+    verbatim_quote(renewal, source)
 
     growth = Table(top.data.get("growth", {}), "[growth]", problems, allowed={"claimants", "amounts"})
     claimant_growth, amount_growth = growth.param("claimants"), growth.param("amounts")
@@ -229,13 +229,6 @@ def _continuations(raw: Any, problems: Problems) -> dict[str, Continuation]:
     return continuations
 
 
-def _quoted(t: Table, source: str, problems: Problems) -> str:
-    quote = t.str("quote")
-    if quote and source and quote not in source:
-        problems.add(t.where, f"quote {quote!r} is not verbatim in the policy text; copy it from the source")
-    return quote
-
-
 def _check_uncertain_range(problems: Problems, where: str, key: str, p: Param | None, low: float,
                            high: float) -> None:
     u = p.uncertainty if p is not None else None
@@ -257,7 +250,7 @@ def _terms(raw: Any, policy: Policy, continuations: Mapping[str, Continuation], 
             problems.add(where, f"no rule {rule_id!r} in the policy; rules: {', '.join(policy.rule_ids)}")
             continue
         rule = policy.rule(rule_id)
-        quote = _quoted(t, source, problems)
+        quote = verbatim_quote(t, source)
         continues = t.str("continues")
         if continues and continues not in continuations:
             problems.add(where, f"continues = {continues!r} is not in [continuations] (known: "
