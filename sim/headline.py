@@ -114,12 +114,21 @@ def _driver(domain: str, c: np.ndarray, b: np.ndarray, draw_of: np.ndarray, draw
     u = draws[margin.index.to_numpy()]
     if len(margin) < 3 or margin.std() == 0:
         return none
-    rho = np.array([stats.spearmanr(u[:, g], margin.to_numpy())[0] if u[:, g].std() > 0 else 0.0
-                    for g in range(len(groups))])
-    rho = np.nan_to_num(rho)
+    rho = rank_correlations(u, margin.to_numpy())
     top = int(np.argmax(rho ** 2))
     return {"driver": groups[top], "driver_measure": float(rho[top] ** 2),
             "driver_source": "squared rank correlation with the run's draws"}
+
+
+def rank_correlations(factors: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Spearman's rank correlation of each column of ``factors`` (draws x groups) with ``values`` (one per draw);
+    0 for a column that does not vary.
+
+    >>> rank_correlations(np.array([[1.0, 5.0, 2.0], [2.0, 5.0, 1.0], [3.0, 5.0, 0.0]]), np.array([10.0, 20.0, 30.0]))
+    array([ 1.,  0., -1.])
+    """
+    return np.nan_to_num(np.array([stats.spearmanr(factors[:, g], values)[0] if factors[:, g].std() > 0 else 0.0
+                                   for g in range(factors.shape[1])]))
 
 
 def _verdict(row: dict) -> str:

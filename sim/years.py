@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sim.errors import FiscalsimError
+from sim.headline import rank_correlations
 from sim.policy import Policy, resolve_model, verbatim_quote
 from sim.validation import (
     FrozenMap,
@@ -531,18 +532,14 @@ def driver(values: np.ndarray, per_draw: int, factors: Mapping[str, np.ndarray])
     """
     n = len(values) // per_draw * per_draw
     means = values[:n].reshape(-1, per_draw).mean(axis=1)
-    if len(means) < DRIVER_DRAWS or np.ptp(means) == 0:
+    keys = [key for key, column in factors.items() if len(column) >= len(means)]
+    if len(means) < DRIVER_DRAWS or np.ptp(means) == 0 or not keys:
         return "", float("nan")
-    best, share = "", 0.0
-    ranks = pd.Series(means).rank().to_numpy()
-    for key, column in factors.items():
-        x = pd.Series(np.asarray(column, dtype=float)[:len(means)]).rank().to_numpy()
-        if len(x) < len(means) or np.ptp(x) == 0:
-            continue
-        rho = float(np.corrcoef(x, ranks)[0, 1])
-        if rho ** 2 > share:
-            best, share = key, round(rho ** 2, 12)
-    return best, share if best else float("nan")
+    rho = rank_correlations(np.column_stack([np.asarray(factors[k], dtype=float)[:len(means)] for k in keys]), means)
+    top = int(np.argmax(rho ** 2))
+    if rho[top] == 0:
+        return "", float("nan")
+    return keys[top], round(float(rho[top] ** 2), 12)
 
 
 def summary_table(liabilities: pd.DataFrame, per_draw: int) -> pd.DataFrame:
