@@ -585,6 +585,12 @@ def domain_loss_matrix(rules: pd.DataFrame, domains: Sequence[str]) -> np.ndarra
     return pivot.reindex(columns=list(domains), fill_value=0.0).to_numpy(dtype=float)
 
 
+def default_tolerance(losses: np.ndarray) -> float:
+    """The CVaR tolerance when none is given: 1% of the mean total district-paid claims (萬元) over the
+    replications (rows of ``losses``)."""
+    return 0.01 * float(losses.sum(axis=1).mean())
+
+
 def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance: float | None = None,
             solver: str = "cbc") -> tuple[dict[str, pd.DataFrame], list[dict]]:
     """Every budget LP for a finished Monte Carlo run (its ``rules`` table): tables by name, and the LPs'
@@ -597,9 +603,8 @@ def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance:
     cover = coverage(data, solver=solver)
     losses = domain_loss_matrix(rules, policy.domain_keys)
     if tolerance is None:
-        tolerance = 0.01 * float(losses.sum(axis=1).mean())
-    cvar_solver = "highs" if solver == "highs" else solver
-    sized = cvar_budgets(losses, policy.domain_keys, level, tolerance, data.budgets, solver=cvar_solver)
+        tolerance = default_tolerance(losses)
+    sized = cvar_budgets(losses, policy.domain_keys, level, tolerance, data.budgets, solver=solver)
     tables = {
         "coverage_domains": cover["domains"], "coverage_rules": cover["rules"],
         "coverage_constraints": cover["constraints"], "top_up": minimum_top_up(data, solver),
@@ -637,9 +642,9 @@ def years_coverage(policy: Policy, liabilities: pd.DataFrame, year_budgets: pd.D
         domains = cover["domains"]
         owed_domain = np.bincount(data.rule_domain, weights=share * data.claims, minlength=len(data.domains))
         losses = domain_loss_matrix(part, policy.domain_keys)
-        allowed = 0.01 * float(losses.sum(axis=1).mean()) if tolerance is None else tolerance
-        sized = cvar_budgets(losses, policy.domain_keys, level, allowed, b,
-                             solver="highs" if solver == "highs" else solver)["budgets"]["cvar_budget"].to_numpy()
+        allowed = default_tolerance(losses) if tolerance is None else tolerance
+        sized = cvar_budgets(losses, policy.domain_keys, level, allowed, b, solver=solver)["budgets"]
+        sized = sized["cvar_budget"].to_numpy()
         for i, row in domains.iterrows():
             rows.append({"year": year, "domain": row["domain"], "claims_budget": row["claims_budget"],
                          "claims": row["claims"], "commitments": owed_domain[i], "funded": row["funded"],

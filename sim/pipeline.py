@@ -326,23 +326,22 @@ def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
     replication, per_year = item
     if drawn is not None:
         model = _drawn_process(drawn, drawn.draw_of(replication))
-    domains = list(model.policy.domain_keys)
-    domain_of = np.array([domains.index(model.rules[r].domain) for r in model.rules], dtype=np.int64)
-    out, carried = [], None
+    domains = len(model.policy.domain_keys)
+    domain_of = process_module.rule_indices(model)[1]
+    out, carried, carried_in = [], None, np.zeros(domains)
     for k, (rules, amounts) in enumerate(per_year):
         budgets = None if k == 0 else {
             d: b * years_module.budget_factor(years, values, calendar[k], calendar[0], d, replication)
             for d, b in model.budgets.items()}
         result = process_module.simulate((rule_map[rules], amounts), model, years_module.year_seed(seed, k),
                                          replication, budgets=budgets, carried=carried)
-        carried_in = (np.zeros(len(domains)) if carried is None
-                      else np.bincount(domain_of[carried[0]], weights=carried[1], minlength=len(domains)))
         a = result.apps
         left = a.parts["unpaid"] + a.parts["deferred"]
         mask = left > 0
         carried = (a.rule[mask], left[mask])
-        out.append((result.summary(), carried_in,
-                    np.bincount(domain_of[carried[0]], weights=carried[1], minlength=len(domains))))
+        carried_out = np.bincount(domain_of[carried[0]], weights=carried[1], minlength=domains)
+        out.append((result.summary(), carried_in, carried_out))
+        carried_in = carried_out  # what one year leaves is what the next takes in
     return out
 
 

@@ -326,15 +326,12 @@ class Applications:
 def _applications(claims, model: ProcessModel, rng: np.random.Generator) -> Applications:
     """The claims as applications with their submission times, review times and approvals drawn
     (vectorised, in a fixed order)."""
-    rule_names = list(model.rules)
-    bureau_names = list(model.bureaus)
-    domain_names = list(model.policy.domain_keys)
     rules, amount = _claim_arrays(claims, model)
     n = len(amount)
     u_batch, u_time, u_review, u_approve = rng.random(n), rng.random(n), rng.exponential(1.0, n), rng.random(n)
     submit, review = np.empty(n), np.empty(n)
     approve = np.empty(n, dtype=bool)
-    settings = [model.rules[r] for r in rule_names]
+    settings = list(model.rules.values())
     for index in np.unique(rules):
         idx = np.flatnonzero(rules == index)
         s = settings[index]
@@ -344,10 +341,18 @@ def _applications(claims, model: ProcessModel, rng: np.random.Generator) -> Appl
         submit[idx] = start + u_time[idx] * (end - start)
         review[idx] = u_review[idx] * model.bureaus[s.bureau].review_days
         approve[idx] = u_approve[idx] < s.approval
-    bureau_of = np.array([bureau_names.index(s.bureau) for s in settings], dtype=np.int64)
-    domain_of = np.array([domain_names.index(s.domain) for s in settings], dtype=np.int64)
+    bureau_of, domain_of = rule_indices(model)
     delay = np.array([s.expert_days + s.notice_days for s in settings], dtype=float)
     return Applications(rules, bureau_of[rules], domain_of[rules], amount, submit, review, delay[rules], approve)
+
+
+def rule_indices(model: ProcessModel) -> tuple[np.ndarray, np.ndarray]:
+    """The bureau (in the model's bureau order) and the domain (in the policy's order) of each rule, in the
+    model's rule order."""
+    bureaus, domains = list(model.bureaus), list(model.policy.domain_keys)
+    settings = model.rules.values()
+    return (np.array([bureaus.index(s.bureau) for s in settings], dtype=np.int64),
+            np.array([domains.index(s.domain) for s in settings], dtype=np.int64))
 
 
 def _with_carried(apps: Applications, model: ProcessModel, rules: np.ndarray, amount: np.ndarray) -> Applications:
@@ -356,14 +361,10 @@ def _with_carried(apps: Applications, model: ProcessModel, rules: np.ndarray, am
     n = len(amount)
     if n == 0:
         return apps
-    settings = [model.rules[r] for r in model.rules]
-    domain_names = list(model.policy.domain_keys)
-    bureau_names = list(model.bureaus)
-    bureau = np.array([bureau_names.index(settings[r].bureau) for r in rules], dtype=np.int64)
-    domain = np.array([domain_names.index(settings[r].domain) for r in rules], dtype=np.int64)
+    bureau_of, domain_of = rule_indices(model)
     zero = np.zeros(n)
-    return Applications(np.concatenate([rules, apps.rule]), np.concatenate([bureau, apps.bureau]),
-                        np.concatenate([domain, apps.domain]), np.concatenate([amount, apps.amount]),
+    return Applications(np.concatenate([rules, apps.rule]), np.concatenate([bureau_of[rules], apps.bureau]),
+                        np.concatenate([domain_of[rules], apps.domain]), np.concatenate([amount, apps.amount]),
                         np.concatenate([zero, apps.submit]), np.concatenate([zero, apps.review]),
                         np.concatenate([zero, apps.delay]), np.concatenate([np.ones(n, bool), apps.approve]))
 
