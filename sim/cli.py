@@ -201,7 +201,7 @@ def _settings(args: argparse.Namespace) -> pipeline.Settings:
         stages=tuple(stage for stage in pipeline.STAGES if not skipped.get(stage)),
         process_replications=args.process_replications, uncertainty=args.uncertainty, per_draw=args.per_draw,
         sensitivity_samples=args.sensitivity_samples, lang=args.lang,
-        years=years_module.parse_years(args.years, None) if args.years else ())
+        years=years_module.parse_years(args.years) if args.years else ())
 
 
 def cmd_run(args: argparse.Namespace) -> int:

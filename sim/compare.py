@@ -102,26 +102,18 @@ def plot_years(table: pd.DataFrame, lang: str, ax, names: dict[str, str] | None 
     scenarios = list(dict.fromkeys(table["scenario"]))
     years = sorted(table["year"].unique())
     width = 0.8 / len(scenarios)
-    colours = plt_colours(len(scenarios))
     for i, scenario in enumerate(scenarios):
         part = table[table["scenario"] == scenario]
         x = np.arange(len(years)) + (i - (len(scenarios) - 1) / 2) * width
         new = part[part["origin"] == "new"].set_index("year")["mean"].reindex(years, fill_value=0.0) / 1e4
         owed = part[part["origin"] == "commitment"].set_index("year")["mean"].reindex(years, fill_value=0.0) / 1e4
-        ax.bar(x, new, width, color=colours[i], label=f"{names.get(scenario, scenario)} · {t['origin_new']}")
-        ax.bar(x, owed, width, bottom=new, color=colours[i], hatch="//", edgecolor="white", linewidth=0.5,
+        ax.bar(x, new, width, color=f"C{i}", label=f"{names.get(scenario, scenario)} · {t['origin_new']}")
+        ax.bar(x, owed, width, bottom=new, color=f"C{i}", hatch="//", edgecolor="white", linewidth=0.5,
                label=f"{names.get(scenario, scenario)} · {t['origin_commitment']}")
     ax.set_xticks(np.arange(len(years)), [str(y) for y in years])
     ax.set_xlabel(t["year"])
     ax.set_ylabel(t["mean_yi"])
     ax.legend(fontsize=7, frameon=False)
-
-
-def plt_colours(n: int) -> list:
-    import matplotlib.pyplot as plt
-
-    cycle = plt.rcParams["axes.prop_cycle"].by_key().get("color", ["C0"])
-    return [cycle[i % len(cycle)] for i in range(n)]
 
 
 def _title(run, name: str, lang: str) -> str:

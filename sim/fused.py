@@ -339,9 +339,8 @@ def awards_of_rules(compiled: CompiledRules, rows: np.ndarray, columns, n: int) 
     if not jit.AVAILABLE:
         return _evaluate(compiled, columns, n)[rows]
     part = replace(compiled, ints=compiled.ints[rows], params=compiled.params[rows],
-                               intensity=compiled.intensity[rows], share=compiled.share[rows],
-                               tiers=compiled.tiers[rows], cond_ints=compiled.cond_ints[rows],
-                               cond_values=compiled.cond_values[rows])
+                   intensity=compiled.intensity[rows], share=compiled.share[rows], tiers=compiled.tiers[rows],
+                   cond_ints=compiled.cond_ints[rows], cond_values=compiled.cond_values[rows])
     return awards_per_claimant(part, columns, n)
 
 

@@ -239,12 +239,13 @@ def years_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
             later_claims.append(fresh.claims)
             later_kept.append(fresh.kept)
         share = {r.id: float(r.district_share.value) for r in ctx.policy.rules}
+        sources = dict(zip(years_module.sources(model), kept_rules))  # rule id -> its index
         carried = []
         for r in range(s.replications):
             kept_by_year = [result.kept[r]] + [k[r] for k in later_kept]
             kept_by_year += [montecarlo.join_kept([])] * (horizon - len(kept_by_year))
-            cohorts = [{rule: years_module.Cohort(*kept.of(ctx.policy.rule_ids.index(rule)))
-                        for rule in years_module.sources(model)} for kept in kept_by_year]
+            cohorts = [{rule: years_module.Cohort(*kept.of(index)) for rule, index in sources.items()}
+                       for kept in kept_by_year]
             carried.append(years_module.carry(model, ctx.policy, cohorts, values, s.seed, r, share))
         liabilities = years_module.liabilities_frame(ctx.policy, model, s.years, result.rules, later, carried)
         budgets = years_module.year_budgets(model, values, result.budgets, s.years)

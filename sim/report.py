@@ -114,34 +114,33 @@ def bureau_labels(run: Run, lang: str) -> dict[str, str]:
     return {b: (e or b) for b, e in zip(table["bureau"], table["name_en"])}
 
 
-def group_labels(run: Run, lang: str) -> dict[str, str]:
-    """Assumption group -> its label in the report's language (the model's assumptions.toml, kept in the run)."""
+def _groups_of(run: Run, name: str) -> dict:
+    """The ``groups`` table of a model file the run kept (``assumptions.json``, ``years.json``), {} without it."""
     try:
-        groups = json.loads(run.text("assumptions.json"))
+        return json.loads(run.text(name)).get("groups", {})
     except FiscalsimError:
-        groups = {}
+        return {}
+
+
+def group_labels(run: Run, lang: str) -> dict[str, str]:
+    """Assumption group -> its label in the report's language: the model's assumptions.toml and, in a multi-year
+    run, its years.toml (both kept in the run)."""
     chinese = language.chinese(lang)
-    labels = {key: model_text(value.get("label_zh", key), lang) if chinese else value.get("label_en", key)
-              for key, value in groups.get("groups", {}).items()}
+
+    def label(key: str, value: dict) -> str:
+        return model_text(value.get("label_zh", key), lang) if chinese else value.get("label_en", key)
+    labels = {key: label(key, value) for key, value in _groups_of(run, "assumptions.json").items()}
     labels[ALEATORY] = language.labels(lang)["aleatory"]
-    try:  # a multi-year run's own groups (years.toml, kept in the run)
-        years = json.loads(run.text("years.json"))
-    except FiscalsimError:
-        years = {}
-    for key, value in years.get("groups", {}).items():
-        labels[key] = model_text(value.get("label_zh", key), lang) if chinese else value.get("label_en", key)
+    labels.update({key: label(key, value) for key, value in _groups_of(run, "years.json").items()})
     return labels
 
 
 def group_texts(run: Run, lang: str) -> dict[str, str]:
     """Assumption group -> what it is, in the report's language."""
-    try:
-        groups = json.loads(run.text("assumptions.json"))
-    except FiscalsimError:
-        return {}
+    groups = _groups_of(run, "assumptions.json")
     if language.chinese(lang):
-        return {k: model_text(v.get("what_zh") or v.get("what", ""), lang) for k, v in groups["groups"].items()}
-    return {k: v.get("what", "") for k, v in groups["groups"].items()}
+        return {k: model_text(v.get("what_zh") or v.get("what", ""), lang) for k, v in groups.items()}
+    return {k: v.get("what", "") for k, v in groups.items()}
 
 
 # ----------------------------------------------------------------------------- tables (reading only)

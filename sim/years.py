@@ -298,8 +298,9 @@ def _terms(raw: Any, policy: Policy, continuations: Mapping[str, Continuation], 
     return terms
 
 
-def parse_years(text: str, first: int | None) -> tuple[int, ...]:
-    """``2024-2026`` (or ``2024``) as the tuple of years; the first must be the model's year."""
+def parse_years(text: str) -> tuple[int, ...]:
+    """``2024-2026`` (or ``2024``) as the tuple of years (that the first is the model's year is checked when the
+    run is prepared, where the model is known)."""
     match = re.fullmatch(r"\s*(\d{4})\s*(?:[-–]\s*(\d{4})\s*)?", str(text))
     if not match:
         raise YearsError(f"--years {text!r}: write a span of years such as 2024-2026 (or one year, 2024)")
@@ -308,9 +309,6 @@ def parse_years(text: str, first: int | None) -> tuple[int, ...]:
         raise YearsError(f"--years {text}: the last year comes before the first")
     if end - start + 1 > MAX_YEARS:
         raise YearsError(f"--years {text}: at most {MAX_YEARS} years")
-    if first is not None and start != first:
-        raise YearsError(f"--years {text}: the model's policy is for {first}; start the span there "
-                         f"(e.g. {first}-{first + 2})")
     return tuple(range(start, end + 1))
 
 

@@ -300,8 +300,8 @@ def test_a_bad_years_option_gets_one_clear_message(tmp_path, capsys, text, words
 
 
 def test_parse_years():
-    assert years.parse_years("2024-2026", 2024) == (2024, 2025, 2026)
-    assert years.parse_years("2024", 2024) == (2024,)
+    assert years.parse_years("2024-2026") == (2024, 2025, 2026)
+    assert years.parse_years("2024") == (2024,)
 
 
 def test_cli_prints_the_commitments_and_the_report_shows_them(tmp_path, capsys):
