@@ -930,3 +930,33 @@ def test_a_model_without_process_settings_says_so(tmp_path):
     (folder / "process.toml").unlink()
     with pytest.raises(SpecError, match="no process settings in the model folder"):
         process.load_process(folder)
+
+
+# ----------------------------------------------------------------------------- seed 24 (headline, years)
+def test_headline_screens_the_driver_by_rank_correlation_without_sobol_indices():
+    import numpy as np
+    import pandas as pd
+
+    from sim import headline
+    draws = np.array([[0.1, 0.5], [0.3, 0.5], [0.6, 0.5], [0.9, 0.5]])  # group "a" moves, group "b" does not
+    claims = np.repeat([10.0, 20.0, 30.0, 40.0], 2)  # two replications per draw, rising with "a"
+    rules = pd.DataFrame({"replication": np.arange(8), "domain": "d", "district": claims})
+    budgets = pd.DataFrame({"replication": np.arange(8), "domain": "d", "claims_budget": 25.0})
+    row = headline.table(rules, budgets, ["d"], 2, draws, ("a", "b")).iloc[0]
+    assert row["driver"] == "a" and row["driver_measure"] == 1.0
+    assert row["driver_source"] == "squared rank correlation with the run's draws"
+    assert row["expected_shortfall"] == (5.0 * 2 + 15.0 * 2) / 8  # only the claims above the budget
+    assert row["p_overrun"] == 0.5
+
+
+def test_years_budget_table_counts_a_year_without_commitments_as_zero():
+    import pandas as pd
+
+    from sim import years
+    liabilities = pd.DataFrame({"replication": [0, 1], "year": [2025, 2025], "domain": ["d", "d"],
+                                "origin": ["new", "new"], "district": [10.0, 30.0]})
+    budgets = pd.DataFrame({"replication": [0, 1], "year": [2025, 2025], "domain": ["d", "d"],
+                            "claims_budget": [20.0, 20.0]})
+    row = years.budget_table(liabilities, budgets).iloc[0]
+    assert row["commitments"] == 0.0 and row["claims"] == 20.0 and row["p_overrun"] == 0.5
+    assert row["mean_shortfall"] == 5.0
