@@ -406,7 +406,10 @@ def sensitivity_text(indices: pd.DataFrame, table: pd.DataFrame, run) -> str:
 
 def cmd_report(args: argparse.Namespace) -> int:
     run = results.load(args.run_dir)
-    page = report.write_report(run, lang=args.lang, out=args.out, progress=not args.no_progress)
+    if run.manifest.get("kind") == "fiscalsim nowcast":
+        page = report.write_nowcast_report(run, lang=args.lang, out=args.out)
+    else:
+        page = report.write_report(run, lang=args.lang, out=args.out, progress=not args.no_progress)
     t = language.labels(args.lang)
     print(f"{t['report_at']}{t['colon']}{page}")
     return 0
@@ -434,6 +437,43 @@ def cmd_compare(args: argparse.Namespace) -> int:
         page = compare.write_comparison(args.runs, args.out, lang=lang, force=args.force)
         print(f"{t['report_at']}{t['colon']}{page}")
     return 0
+
+
+def cmd_nowcast(args: argparse.Namespace) -> int:
+    lang = language.check(args.lang)
+    run = results.load(args.run_dir)
+    out = args.out or f"{str(args.run_dir).rstrip('/')}-nowcast-{args.as_of}"
+    results.check_target(out, args.force)
+    settings = pipeline.NowcastSettings(min_ess=args.min_ess, rounds=args.rounds, fresh=args.fresh)
+    executor = _executor(args)
+    try:
+        nc = pipeline.nowcast_of(run, args.observed, args.as_of, settings=settings, executor=executor,
+                                 progress=not args.no_progress, out=out, force=args.force, lang=lang)
+    finally:
+        executor.close()
+    print(nowcast_text(nc, lang))
+    t = language.labels(lang)
+    print(f"\n{t['nowcast_at']}{t['colon']}{nc.path}")
+    print(f"{t['report_at']}{t['colon']}{nc.path / 'report' / f'report.{lang}.html'}")
+    return 0
+
+
+def nowcast_text(nc, lang: str) -> str:
+    """What the terminal shows of a nowcast: the header, the answer per domain and the assumptions narrowed
+    most (the report's tables, the same strings), the weight of the data and any warning."""
+    t = language.labels(lang)
+    m = nc.manifest
+    policy = nc.policy()
+    lines = ["", t["nowcast_title"],
+             t["nowcast_header"].format(as_of=m["as_of"], months=m["months"], terms=m["observed_terms"], run=m["run"],
+                                        draws=m["draws"], replications=m["replications"]),
+             *[f"warning: {w}" for w in m.get("warnings", [])], "",
+             report.nowcast_answer_display(nc, policy, lang).to_string(index=False), "",
+             t["nowcast_rounds"].format(rounds=len(nc["rounds"]) - 1, ess=m["ess"], beta=m["beta"])]
+    shown = report.nowcast_assumptions_display(nc, lang, top=8)
+    if len(shown):
+        lines += ["", t["nowcast_assumptions"], shown.to_string(index=False)]
+    return "\n".join(lines)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -594,8 +634,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor(p)
     p.set_defaults(func=cmd_sensitivity)
 
+    p = sub.add_parser("nowcast", help="update a finished run's forecast with the applications, approvals and "
+                       "payments observed so far in the year", formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run (with its process stage)")
+    p.add_argument("observed", help="observations per rule (or article) and month: CSV, .xlsx or Parquet with columns "
+                   "rule|article, month, applications, claimed [, approvals, approved, paid]")
+    p.add_argument("--as-of", required=True, help="the date the observations run to (YYYY-MM-DD)")
+    p.add_argument("-o", "--out", default=None, help="nowcast folder to write (default: RUN_DIR-nowcast-AS_OF)")
+    p.add_argument("--force", action="store_true", help="replace an existing nowcast folder")
+    p.add_argument("--min-ess", type=float, default=pipeline.NowcastSettings.min_ess,
+                   help="effective sample size (assumption draws) the weights must keep")
+    p.add_argument("--rounds", type=int, default=pipeline.NowcastSettings.rounds,
+                   help="most rounds of fresh draws near the weighted ones")
+    p.add_argument("--fresh", type=int, default=pipeline.NowcastSettings.fresh, help="fresh draws per round")
+    _add_lang(p, "the terminal and the report")
+    _add_executor(p)
+    p.set_defaults(func=cmd_nowcast)
+
     p = sub.add_parser("report", help="draw the HTML report (and PNG figures) of a finished run", formatter_class=_Help)
-    p.add_argument("run_dir", help="a run folder written by fiscalsim run")
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run, or a nowcast folder (fiscalsim nowcast)")
     _add_lang(p, "the report (each language is its own file)")
     p.add_argument("--out", default=None, help="report folder (None: RUN_DIR/report)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")

@@ -287,6 +287,42 @@ ZH = {
     "evidence_city": "全市数据", "evidence_province": "全省数据", "evidence_national": "全国数据",
     "evidence_policy goal": "政策自身目标", "evidence_derived": "推算", "evidence_assumed": "假设",
     "article_n": "第{n}条",
+    # nowcast
+    "nowcast_title": "年内滚动预测:按已发生的申报与拨付更新",
+    "nowcast_header": ("截至{as_of}(已观测{months}个月,{terms}项观测合计)对运行 {run} 的更新:{draws}组假设抽样、"
+                       "{replications}次模拟"),
+    "nowcast_intro": ("把财政局已经看到的申报、审批与拨付数据与每组假设抽样的模拟结果对照:与观测越吻合的抽样权重越大;"
+                      "每个领域只用本领域条款的观测加权,再按已观测合计做回归校正。「运行时」为年初预测,"
+                      "「现在」为结合观测后的预测。"),
+    "nowcast_domain": "领域", "nowcast_budget": "可兑现预算(亿元)",
+    "nowcast_claims_before": "年末申报 运行时(亿元)", "nowcast_claims_now": "年末申报 现在(亿元)",
+    "nowcast_paid_before": "年末拨付 运行时 P5–P95(亿元)", "nowcast_paid_now": "年末拨付 现在 P5–P95(亿元)",
+    "nowcast_overrun": "超支概率 运行时→现在", "nowcast_runout": "预算用尽 现在", "nowcast_weight": "数据权重β",
+    "nowcast_from_assumptions": "来自假设的份额",
+    "nowcast_assumptions": "假设的后验:观测后各假设的取值范围",
+    "nowcast_assumptions_note": ("每项假设只用它所影响的条款的观测更新(局部加权),再按这些条款的已观测合计做回归校正;"
+                                 "「收窄」为90%区间宽度减少的比例。"),
+    "nowcast_number": "数值", "nowcast_prior": "先验 P5–P95", "nowcast_posterior": "后验 P5–P95",
+    "nowcast_narrowed": "收窄",
+    "nowcast_narrowing": "每多一个月数据,年末区间收窄多少",
+    "nowcast_months": "已观测月数",
+    "nowcast_fit": "观测与模拟对照(最难吻合的项)",
+    "nowcast_fit_note": "尾部概率为所有抽样中的最大值;越小说明模型越难产生该观测,应核对数据或假设。",
+    "nowcast_key": "条款", "nowcast_measure": "指标", "nowcast_observed": "观测(截至当月)",
+    "nowcast_expected_before": "运行时预期", "nowcast_expected_now": "现在预期", "nowcast_tail": "尾部概率",
+    "measure_applications": "申报件数", "measure_claimed": "申报金额(万元)", "measure_approvals": "批准件数",
+    "measure_approved": "批准金额(万元)", "measure_paid": "拨付金额(万元)",
+    "nowcast_rounds": "补充抽样:{rounds}轮,有效样本量{ess:.0f}组抽样,数据权重β={beta:.3g}",
+    "nowcast_method": ("方法:似然加权(申报件数为负二项分布,单件金额为对数正态,审批件数与拨付金额以已观测申报为基数)、"
+                       "必要时对似然降权(β<1,使有效样本量不低于目标)、在加权抽样附近补充新的抽样(种群蒙特卡罗),"
+                       "并按已观测合计做局部线性回归校正。β<1时区间比数据本身所允许的更宽(偏保守)。"),
+    "fig_nowcast_narrowing": "随观测月数增加,各领域年末拨付的90%区间",
+    "cap_nowcast_narrowing": ("横轴为已观测的月数(0为年初预测),纵轴为年末拨付额(亿元);竖线为P5至P95,点为中位数。"
+                              "区间越短,说明已有数据对年末结果的约束越强。"),
+    "fig_nowcast_assumptions": "观测前后的假设取值范围",
+    "cap_nowcast_assumptions": ("每行一项假设(收窄最多的前若干项),数值按其先验范围换算到0–1:灰色为先验P5–P95,"
+                                "彩色为观测后P5–P95,点为后验中位数。"),
+    "nowcast_at": "滚动预测结果",
     # compare
     "compare_title": "情景对比",
     "difference": "差值",
@@ -476,6 +512,52 @@ EN = {
     "evidence_province": "provincial figure", "evidence_national": "national figure",
     "evidence_policy goal": "the policy's own goal", "evidence_derived": "derived", "evidence_assumed": "assumed",
     "article_n": "Art. {n}",
+    # nowcast
+    "nowcast_title": "In-year nowcast: the forecast updated with what has happened",
+    "nowcast_header": ("As of {as_of} ({months} months observed, {terms} observed totals), run {run} updated: "
+                       "{draws} assumption draws, {replications} simulated years"),
+    "nowcast_intro": ("The applications, approvals and payments the bureau has seen are set beside each assumption "
+                      "draw's simulation: draws that fit better weigh more. Each domain is weighed on its own rules' "
+                      "observations and adjusted to their totals to date by regression. 'At the run' is the forecast "
+                      "made before the year; 'now' is the forecast with the observations."),
+    "nowcast_domain": "Domain", "nowcast_budget": "Claims budget (億元)",
+    "nowcast_claims_before": "Year-end claims at the run (億元)", "nowcast_claims_now": "Year-end claims now (億元)",
+    "nowcast_paid_before": "Year-end paid at the run P5-P95 (億元)",
+    "nowcast_paid_now": "Year-end paid now P5-P95 (億元)",
+    "nowcast_overrun": "P(overrun) at the run -> now", "nowcast_runout": "Budget runs out (now)",
+    "nowcast_weight": "Weight of the data (beta)", "nowcast_from_assumptions": "Share from the assumptions",
+    "nowcast_assumptions": "The assumptions after the observations",
+    "nowcast_assumptions_note": ("Each assumption is updated on the observations of the rules it moves only (local "
+                                 "weights), then adjusted to their totals to date by regression; 'narrowed' is the "
+                                 "share of the 90% interval's width the observations took away."),
+    "nowcast_number": "Number", "nowcast_prior": "Prior P5-P95", "nowcast_posterior": "Posterior P5-P95",
+    "nowcast_narrowed": "Narrowed",
+    "nowcast_narrowing": "How much each month of data narrowed the year-end interval",
+    "nowcast_months": "Months observed",
+    "nowcast_fit": "Observations beside the simulation (hardest to match first)",
+    "nowcast_fit_note": ("The tail probability is the largest over the draws; the smaller, the harder the model finds "
+                         "the observation: check the figure or the assumptions."),
+    "nowcast_key": "Rule", "nowcast_measure": "Measure", "nowcast_observed": "Observed (to date)",
+    "nowcast_expected_before": "Expected at the run", "nowcast_expected_now": "Expected now", "nowcast_tail": "Tail "
+    "probability",
+    "measure_applications": "applications", "measure_claimed": "claimed (萬元)", "measure_approvals": "approvals",
+    "measure_approved": "approved (萬元)", "measure_paid": "paid (萬元)",
+    "nowcast_rounds": "Fresh draws: {rounds} rounds; effective sample size {ess:.0f} draws; weight of the data "
+                      "beta = {beta:.3g}",
+    "nowcast_method": ("Method: likelihood weights (negative binomial applications, lognormal amount per application, "
+                       "approvals and payments on the observed applications), the likelihood tempered where needed "
+                       "(beta < 1 keeps the effective sample size at its target), fresh draws near the weighted ones "
+                       "(population Monte Carlo), and a local-linear regression adjustment to the observed totals. "
+                       "With beta < 1 the intervals are wider than the data alone would make them (cautious)."),
+    "fig_nowcast_narrowing": "The 90% interval of each domain's year-end payments as months of data arrive",
+    "cap_nowcast_narrowing": ("Months observed across (0: the forecast before the year), year-end payments up (億元); "
+                              "each bar runs from P5 to P95, the dot is the median. The shorter the bar, the more the "
+                              "data so far pins down the year's end."),
+    "fig_nowcast_assumptions": "The assumptions' ranges before and after the observations",
+    "cap_nowcast_assumptions": ("One row per assumption (those narrowed most), on the 0-1 scale of its prior range: "
+                                "grey is the prior P5-P95, colour the posterior P5-P95, the dot the posterior "
+                                "median."),
+    "nowcast_at": "Nowcast written to",
     "compare_title": "Scenarios compared",
     "difference": "Difference",
     "compare_note": "Difference = each scenario minus the first; largest differences first.",

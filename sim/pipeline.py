@@ -23,7 +23,9 @@ From Python (a notebook)::
 
 from __future__ import annotations
 
+import calendar
 import contextlib
+import datetime as dt
 import json
 import time
 from collections.abc import Callable
@@ -691,3 +693,282 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
         return results.Run(None, manifest(ctx), ctx.tables, files,
                            {k: results.Run(None, {}, v) for k, v in ctx.stage_tables.items()})
     return results.load(_write(ctx, Path(out), force))
+
+
+# ----------------------------------------------------------------------------- the in-year nowcast
+@dataclass(frozen=True)
+class NowcastSettings:
+    """How a nowcast is done: the effective sample size (in assumption draws) to reach, the most rounds of
+    fresh draws, the draws per round and the replications per fresh draw."""
+
+    min_ess: float = 30.0
+    rounds: int = 4
+    fresh: int = 60
+    fresh_per_draw: int = 1
+
+    def check(self) -> None:
+        problems = []
+        if not self.min_ess >= 1:
+            problems.append(f"--min-ess must be >= 1 draw, got {self.min_ess}")
+        if self.rounds < 0:
+            problems.append(f"--rounds must be >= 0, got {self.rounds}")
+        if self.fresh < 2:
+            problems.append(f"--fresh must be >= 2 draws, got {self.fresh}")
+        if self.fresh_per_draw < 1:
+            problems.append(f"replications per fresh draw must be >= 1, got {self.fresh_per_draw}")
+        if problems:
+            raise FiscalsimError("; ".join(problems))
+
+
+def _nowcast_frame(policy) -> Any:
+    from sim import nowcast as nowcast_module
+
+    domains = list(policy.domain_keys)
+    return nowcast_module.Frame(list(policy.rule_ids), {r.id: r.article for r in policy.rules}, domains,
+                                np.array([domains.index(r.domain) for r in policy.rules]), int(policy.meta["year"]))
+
+
+def nowcast_ensemble(run: results.Run, policy) -> Any:
+    """The run's replications as the nowcast's prior ensemble (those the process stage ran)."""
+    from sim import nowcast as nowcast_module
+
+    if "process_monthly" not in run:
+        raise FiscalsimError(f"{run.path}: the run has no process stage (months of applications and payments); run "
+                             "it again without --no-process, then nowcast")
+    if "liabilities" in run:
+        raise FiscalsimError(f"{run.path}: a multi-year run; nowcast a one-year run of the year observed")
+    m = run.manifest
+    reps = int(m.get("process_replications", m["replications"]))
+    if "assumptions" in run and m.get("uncertainty") == "ranges":
+        draws = run["assumptions"].drop_duplicates(["draw", "group"])
+        u = draws.pivot(index="draw", columns="group", values="u").reindex(columns=m["assumption_groups"])
+        draw_of = np.arange(reps) // int(m["per_draw"])
+        u = u.to_numpy(dtype=float)
+    else:
+        draw_of, u = np.zeros(reps, dtype=np.int64), np.zeros((1, 0))
+    return nowcast_module.ensemble_of(run.tables, list(policy.rule_ids), list(policy.domain_keys), draw_of, u)
+
+
+def _fresh_draws(run: results.Run, rows: np.ndarray, round_: int, per_draw: int, executor, progress):
+    """Fresh replications of the run's model at the assumption draws ``rows`` (uniforms per group): claims and
+    the SimPy year, on the run's executor, from the round's own seed stream."""
+    from sim import nowcast as nowcast_module
+
+    policy, spec, drawn = rebuilt(run)
+    fresh = assumptions_module.Drawn(drawn.data, drawn.assumptions, rows, per_draw, drawn.source_text, drawn.origin)
+    process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
+                                                     f"{run.path}/process.json")
+    seed, _ = nowcast_module.round_seed(int(run.manifest["seed"]), round_)
+    settings = run.manifest["settings"]
+    count = len(rows) * per_draw
+    result = montecarlo.run(policy, spec, count, seed, n=settings["n"], scale=settings["scale"], executor=executor,
+                            keep_claims=count, progress=progress, label=f"nowcast: fresh draws, round {round_}",
+                            drawn=fresh)
+    rule_map = pd.Index(list(process_model.rules)).get_indexer(list(policy.rule_ids))
+    bar = progress_bar(progress, count, f"nowcast: process (SimPy), round {round_}")
+    summaries = executor.map(process_task, (process_model, seed, rule_map, fresh), list(enumerate(result.claims)),
+                             progress=bar)
+    bar(None)
+    tables = {**process_module.summarise(summaries, process_model), "rules": result.rules, "budgets": result.budgets}
+    return nowcast_module.ensemble_of(tables, list(policy.rule_ids), list(policy.domain_keys),
+                                      np.arange(count) // per_draw, rows, source=round_)
+
+
+def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str, *,
+               settings: NowcastSettings | None = None, executor=None, progress: bool | Callable = True,
+               out: str | Path | None = None, force: bool = False, lang: str | None = language.DEFAULT,
+               detail: bool = True) -> results.Run:
+    """The run's forecast updated with what was observed to ``as_of`` (:mod:`sim.nowcast`): the run's draws
+    weighed by the likelihood of the observations, fresh draws near the weighted ones while the weight the
+    observations can be given (beta) is below 1; with ``out`` the nowcast folder is written (atomically), with
+    its report in ``lang`` (None: no report).  ``detail=False`` leaves out the month-by-month narrowing and the
+    fit tables (the synthetic-truth validation does not need them)."""
+    from sim import nowcast as nowcast_module
+
+    settings = settings or NowcastSettings()
+    settings.check()
+    if out is not None:
+        results.check_target(out, force)
+    executor = executor or Serial()
+    policy = run.policy()
+    frame = _nowcast_frame(policy)
+    articles = sorted(set(frame.article_of.values()))
+    if isinstance(observed, pd.DataFrame):
+        seen = nowcast_module.check_observed(observed, frame.rule_ids, articles, frame.year, as_of)
+    else:
+        seen = nowcast_module.read_observed(observed, frame.rule_ids, articles, frame.year, as_of)
+    ensemble = nowcast_ensemble(run, policy)
+    keys = nowcast_module.keys_of(seen, frame.rule_ids, frame.article_of)
+    cube = nowcast_module.observed_cube(seen, keys)
+    spread = nowcast_module.spread_of(ensemble, keys, seen.months)
+    nowcast_module.check_possible(ensemble, cube, keys, spread, seen, frame.year)
+    reaches, group_keys = _reaches(run, policy, frame) if ensemble.u.shape[1] else ([], ())
+    sizes, proposals, rounds = [ensemble.draws], [], []
+    values = weights = facts = None  # each group's posterior values and weights, from the round before
+    for g in range(settings.rounds + 1):
+        start = time.perf_counter()
+        if g:
+            proposal = nowcast_module.Proposal.of(values, weights)
+            _, rng = nowcast_module.round_seed(int(run.manifest["seed"]), g)
+            ensemble = ensemble.joined(_fresh_draws(run, proposal.sample(settings.fresh, rng), g,
+                                                    settings.fresh_per_draw, executor, progress))
+            sizes.append(settings.fresh)
+            proposals.append(proposal)
+        terms = nowcast_module.cell_terms(ensemble, keys, cube, seen.months, spread)
+        log_q = nowcast_module.mixture_log_density(ensemble.u, sizes, proposals)
+        target = min(settings.min_ess, ensemble.draws / 2)
+        beta, log_w = nowcast_module.tempered(terms.loglik.sum(axis=1), log_q, target)
+        if reaches:
+            values, weights, facts = nowcast_module.group_posteriors(ensemble, terms, keys, cube, seen.months,
+                                                                     reaches, log_q, target)
+        rounds.append({"round": g, "draws": ensemble.draws, "replications": len(ensemble.draw), "beta": beta,
+                       "ess": nowcast_module.ess(log_w), "seconds": round(time.perf_counter() - start, 3)})
+        if beta >= 1.0 or not reaches or seen.empty:
+            break
+    warnings = []
+    if beta < 1.0:
+        warnings.append(f"the observations are weighed at {beta:.3g} of their full weight (beta) so that the answer "
+                        f"rests on at least {target:g} assumption draws (effective sample size {rounds[-1]['ess']:.1f})"
+                        f" after {len(rounds) - 1} rounds of fresh draws; each domain and each assumption is then "
+                        "weighed on its own observations and adjusted to them by regression (see the domains and "
+                        "assumptions tables)")
+    if target < settings.min_ess:
+        warnings.append(f"only {ensemble.draws} assumption draws: the effective sample size asked for "
+                        f"({settings.min_ess:g}) is more than half of them; run with more replications")
+    tables = nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, target, detail)
+    if reaches:
+        found = nowcast_module.assumptions_table(_numbers(run), group_keys, values, weights)
+        tables["assumptions"] = found.merge(facts.assign(group=list(group_keys)), on="group", how="left")
+        tables["weights"] = pd.concat([tables["weights"], pd.DataFrame(ensemble.u, columns=[
+            f"u:{k}" for k in group_keys])], axis=1)
+    tables["rounds"] = pd.DataFrame(rounds)
+    manifest_ = {"kind": "fiscalsim nowcast", "run": str(run.path), "scenario": run.manifest.get("scenario"),
+                 "model": run.manifest.get("model"), "seed": run.manifest.get("seed"),
+                 "as_of": seen.as_of.isoformat(), "months": seen.months, "level": seen.level,
+                 "observed_file": seen.path, "observed_terms": int(len(terms.cells)), "ess": rounds[-1]["ess"],
+                 "beta": beta, "draws": ensemble.draws, "replications": int(len(ensemble.draw)),
+                 "settings": asdict(settings),
+                 "likelihood": {"model_error": nowcast_module.MODEL_ERROR,
+                                "contradiction_tail": nowcast_module.CONTRADICTION,
+                                "contradiction_sd": nowcast_module.CONTRADICTION_Z,
+                                "contradiction_ratio": nowcast_module.CONTRADICTION_RATIO},
+                 "warnings": warnings, "money_unit": "萬元", "year": frame.year}
+    files = {"policy.json": run.text("policy.json")}
+    if "assumptions.json" in run.texts or (run.path is not None and (run.path / "assumptions.json").is_file()):
+        files["assumptions.json"] = run.text("assumptions.json")
+    if out is None:
+        return results.Run(None, manifest_, tables, files)
+    path = results.write_run(out, tables, manifest_, force=force, files=files)
+    if lang is not None:
+        from sim import report
+
+        report.write_nowcast_report(results.load(path), lang)
+    return results.load(path)
+
+
+def _numbers(run: results.Run) -> tuple:
+    return rebuilt(run)[2].assumptions.numbers
+
+
+def _reaches(run: results.Run, policy, frame) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Per assumption group of the run, the mask of the rules its numbers move."""
+    from sim import nowcast as nowcast_module
+
+    _, spec, drawn = rebuilt(run)
+    process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
+                                                     f"{run.path}/process.json")
+    touched = nowcast_module.group_reach(drawn.assumptions, policy, spec, process_model)
+    keys = drawn.assumptions.keys
+    return [np.isin(frame.rule_ids, sorted(touched[k])) for k in keys], keys
+
+
+def nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, target, detail: bool = True
+                   ) -> dict[str, pd.DataFrame]:
+    """The nowcast's tables (:mod:`sim.nowcast`): claims, domains, narrowing, fit, weights, observed."""
+    from sim import nowcast as nowcast_module
+
+    prior = nowcast_module.prior_of(ensemble, frame.domain_of)
+    posts, local = nowcast_module.domain_posteriors(ensemble, terms, keys, cube, seen.months, frame, log_q, target)
+    claimed = seen.frame.groupby("key")["claimed"].sum()
+    to_date = {str(k): float(v) for k, v in claimed.items()}
+    if seen.level == "rule":
+        for a in sorted(set(frame.article_of.values())):
+            members = [r for r in frame.rule_ids if frame.article_of[r] == a]
+            if all(r in claimed.index for r in members):
+                to_date[str(a)] = float(sum(claimed[r] for r in members))
+    for d in frame.domains:
+        members = [frame.rule_ids[i] for i in np.flatnonzero(frame.domain_of == frame.domains.index(d))]
+        keys_of_domain = members if seen.level == "rule" else sorted({frame.article_of[r] for r in members})
+        if all(k in claimed.index for k in keys_of_domain):
+            to_date[d] = float(sum(claimed[k] for k in keys_of_domain))
+    draw_weights = np.exp(log_w)
+    tables = {
+        "claims": nowcast_module.claims_table(prior, posts, frame, to_date),
+        "domains": nowcast_module.domains_table(prior, posts, frame, frame.year).merge(local, on="domain"),
+        "observed": seen.frame.assign(key=seen.frame["key"].astype(str)),
+        "weights": pd.DataFrame({"draw": np.arange(ensemble.draws), "round": ensemble.source,
+                                 "replications": ensemble.per_draw, "loglik": terms.loglik.sum(axis=1),
+                                 "log_proposal": log_q, "weight": draw_weights}),
+    }
+    if detail:
+        tables["narrowing"] = nowcast_module.narrowing_table(ensemble, log_q, keys, cube, seen.months, frame, target)
+        tables["fit"] = nowcast_module.fit_table(ensemble, terms, keys, seen.months, draw_weights)
+    return tables
+
+
+def observed_sample(model: str | None = None, *, months: int = 6, seed: int = 20240630, level: str = "rule",
+                    executor=None, progress: bool | Callable = False) -> tuple[pd.DataFrame, results.Run]:
+    """What a bureau would report after ``months`` months of one simulated year of the model's baseline (its
+    assumptions drawn from their ranges on ``seed``, one replication): the table a nowcast reads, and the
+    one-replication run it comes from (its year-end figures are the truth a nowcast should find)."""
+    from sim import nowcast as nowcast_module
+
+    settings = Settings(replications=1, seed=seed, per_draw=1, stages=("claims", "process"))
+    truth = run(model=model, settings=settings, executor=executor, progress=progress)
+    policy = truth.policy()
+    table = nowcast_module.observed_table(truth["process_monthly"], months, level,
+                                          {r.id: r.article for r in policy.rules})
+    year = int(policy.meta["year"])
+    return table.assign(month=[f"{year}-{m:02d}" for m in table["month"]]), truth
+
+
+def nowcast_validation(prior: results.Run, truths: results.Run, domain: str, groups: tuple[str, ...] = (),
+                       months: tuple[int, ...] = (3, 6, 9), settings: NowcastSettings | None = None,
+                       progress: bool | Callable = False) -> pd.DataFrame:
+    """The synthetic-truth check of the nowcast: each replication of ``truths`` (a run of the same model with its
+    own seed, one replication per assumption draw: truths drawn from the assumption ranges) is observed for its
+    first ``months`` months and nowcast from ``prior``; one row per truth and horizon with the truth's
+    year-end payments of ``domain``, the nowcast's P5-P95 of them and whether it covers the truth, and for each
+    of ``groups`` the truth's value of the group's first number beside its posterior P5, P50, P95."""
+    from sim import nowcast as nowcast_module
+
+    settings = settings or NowcastSettings(rounds=0)
+    policy = truths.policy()
+    year = int(policy.meta["year"])
+    monthly, cash, drawn = truths["process_monthly"], truths["process_cash"], truths["assumptions"]
+    paid = cash[cash["domain"] == domain].groupby("replication")["paid"].sum()
+    reps = sorted(monthly["replication"].unique())
+    bar = progress_bar(progress, len(reps) * len(months), "nowcast: synthetic truths")
+    rows = []
+    for r in reps:
+        for m in months:
+            observed = nowcast_module.observed_table(monthly[monthly["replication"] == r], m)
+            as_of = dt.date(year, m, calendar.monthrange(year, m)[1]).isoformat()
+            nc = nowcast_of(prior, observed, as_of, settings=settings, progress=False, lang=None, detail=False)
+            d = nc["domains"].set_index("domain").loc[domain]
+            truth = float(paid.get(r, 0.0))
+            tolerance = 1e-9 * max(abs(truth), 1.0)  # a truth at an interval's end (payments stopped) is inside
+            inside = d["paid_p5"] - tolerance <= truth <= d["paid_p95"] + tolerance
+            row = {"truth_replication": int(r), "months": m, "truth": truth, "p5": d["paid_p5"], "p50": d["paid_p50"],
+                   "p95": d["paid_p95"], "covered": bool(inside),
+                   "width": d["paid_p95"] - d["paid_p5"], "prior_p5": d["prior_paid_p5"],
+                   "prior_p95": d["prior_paid_p95"], "beta": d["beta"], "ess": d["ess"]}
+            found = nc["assumptions"].drop_duplicates("group").set_index("group")
+            for group in groups:
+                value = drawn[(drawn["replication"] == r) & (drawn["group"] == group)]["value"].iloc[0]
+                row.update({f"{group}:truth": float(value), **{f"{group}:{c}": float(found.loc[group, c])
+                                                               for c in ("prior_p5", "prior_p95", "p5", "p50", "p95")}})
+            rows.append(row)
+            bar(1)
+    bar(None)
+    return pd.DataFrame(rows)

@@ -1009,3 +1009,179 @@ def _html(run: Run, policy: Policy, lang: str, tables: dict[str, pd.DataFrame], 
 {_targets_html(run, policy, lang)}
 </body></html>
 """
+
+
+# ----------------------------------------------------------------------------- the in-year nowcast
+def nowcast_domains_table(nc: Run) -> pd.DataFrame:
+    """Per domain: the nowcast's figures beside the run's (read from the nowcast folder)."""
+    return nc["domains"]
+
+
+def _interval(low: float, high: float) -> str:
+    return f"{yi(low)}–{yi(high)}"
+
+
+def nowcast_answer_display(nc: Run, policy: Policy, lang: str) -> pd.DataFrame:
+    """The nowcast per domain as a reader sees it (the same strings in the terminal, the report and
+    ``compare``): year-end claims and payments at the run and now, P(overrun) before and after, the
+    chance the budget runs out and the weight the data could be given."""
+    t = language.labels(lang)
+    rows = list(nowcast_domains_table(nc).itertuples())
+    return pd.DataFrame({
+        t["nowcast_domain"]: [domain_name(policy, r.domain, lang) for r in rows],
+        t["nowcast_budget"]: [yi(r.claims_budget) for r in rows],
+        t["nowcast_claims_before"]: [yi(r.prior_claims_mean) for r in rows],
+        t["nowcast_claims_now"]: [f"{yi(r.claims_mean)} ({_interval(r.claims_p5, r.claims_p95)})" for r in rows],
+        t["nowcast_paid_before"]: [_interval(r.prior_paid_p5, r.prior_paid_p95) for r in rows],
+        t["nowcast_paid_now"]: [_interval(r.paid_p5, r.paid_p95) for r in rows],
+        t["nowcast_overrun"]: [f"{share(r.prior_p_overrun)} → {share(r.p_overrun)}" for r in rows],
+        t["nowcast_runout"]: [share(r.p_runout) + (f" ({r.runout_date_p50})" if r.runout_date_p50 and r.p_runout >=
+                                                   RUNOUT_SHOWN else "") for r in rows],
+        t["nowcast_from_assumptions"]: [share(r.paid_from_assumptions) for r in rows],
+        t["nowcast_weight"]: [f"{r.beta:.2g}" for r in rows],
+    })
+
+
+def nowcast_assumptions_display(nc: Run, lang: str, top: int = 12) -> pd.DataFrame:
+    """The assumptions the observations narrowed most (one number per group), prior beside posterior."""
+    if "assumptions" not in nc:
+        return pd.DataFrame()
+    t = language.labels(lang)
+    labels = group_labels(nc, lang)
+    table = nowcast_assumptions_table(nc, top)
+    number = "{:.4g}".format
+    return pd.DataFrame({
+        t["group"]: [labels.get(g, g) for g in table["group"]], t["nowcast_number"]: table["where"],
+        t["nowcast_prior"]: [f"{number(a)}–{number(b)}" for a, b in zip(table["prior_p5"], table["prior_p95"])],
+        t["nowcast_posterior"]: [f"{number(a)}–{number(b)}" for a, b in zip(table["p5"], table["p95"])],
+        t["nowcast_narrowed"]: [share(max(x, 0.0)) for x in table["narrowed"]],
+        t["nowcast_weight"]: [f"{b:.2g}" for b in table["beta"]]})
+
+
+def nowcast_assumptions_table(nc: Run, top: int = 12) -> pd.DataFrame:
+    """The ``top`` groups the observations narrowed most (each group's first number), with the prior and
+    posterior P5-P95 on the 0-1 scale of the number's range."""
+    table = nc["assumptions"].drop_duplicates("group").sort_values("narrowed", ascending=False, kind="stable")
+    table = table.head(top).reset_index(drop=True)
+    span = (table["high"] - table["low"]).where(lambda x: x > 0, 1.0)
+    return table.assign(**{f"scaled_{c}": (table[c] - table["low"]) / span
+                           for c in ("prior_p5", "prior_p95", "p5", "p50", "p95")})
+
+
+def nowcast_narrowing_table(nc: Run) -> pd.DataFrame:
+    """Year-end payments per domain and number of months observed (P5, P50, P95, 萬元)."""
+    table = nc["narrowing"]
+    return table[table["quantity"] == "paid"].reset_index(drop=True)
+
+
+def nowcast_fit_table(nc: Run, top: int = 10) -> pd.DataFrame:
+    """The observed totals the simulation finds hardest to produce (smallest tail probability first)."""
+    return nc["fit"].sort_values("tail_probability", kind="stable").head(top).reset_index(drop=True)
+
+
+def nowcast_fit_display(nc: Run, policy: Policy, lang: str, top: int = 10) -> pd.DataFrame:
+    t = language.labels(lang)
+    table = nowcast_fit_table(nc, top)
+    level = nc.manifest.get("level", "rule")
+
+    def key(k) -> str:
+        return article_name(policy, int(k), lang) if level == "article" else str(k)
+    value = "{:,.6g}".format
+    return pd.DataFrame({
+        t["nowcast_key"]: [key(k) for k in table["key"]],
+        t["nowcast_measure"]: [t[f"measure_{m}"] for m in table["measure"]],
+        t["nowcast_observed"]: [value(x) for x in table["observed"]],
+        t["nowcast_expected_before"]: [value(x) for x in table["prior_mean"]],
+        t["nowcast_expected_now"]: [value(x) for x in table["expected"]],
+        t["nowcast_tail"]: [f"{x:.2g}" for x in table["tail_probability"]]})
+
+
+def plot_nowcast_narrowing(table: pd.DataFrame, policy: Policy, lang: str, axes) -> None:
+    """Small multiples per domain: the year-end payments' P5-P95 bar and median for 0, 1, ... months observed."""
+    t = language.labels(lang)
+    for ax, domain in zip(axes, policy.domain_keys):
+        part = table[table["domain"] == domain]
+        colour = domain_colour(policy, domain)
+        ax.vlines(part["months"], part["p5"], part["p95"], color=colour, linewidth=4, alpha=0.6)
+        ax.plot(part["months"], part["p50"], "o", color=colour, markersize=4)
+        ax.set_title(domain_name(policy, domain, lang), fontsize=9)
+        ax.set_xticks(part["months"])
+        yi_axis(ax.yaxis)
+        ax.tick_params(labelsize=7)
+    for ax in axes[len(policy.domain_keys):]:
+        ax.set_visible(False)
+    axes[0].figure.supxlabel(t["nowcast_months"], fontsize=9)
+    axes[0].figure.supylabel(t["claims_yi_axis"], fontsize=9)
+
+
+def plot_nowcast_assumptions(table: pd.DataFrame, labels: dict[str, str], lang: str, ax) -> None:
+    """Per group: the prior P5-P95 (grey) and the posterior P5-P95 (colour) on the 0-1 scale of its range."""
+    y = np.arange(len(table))
+    ax.hlines(y + 0.15, table["scaled_prior_p5"], table["scaled_prior_p95"], color="#bbbbbb", linewidth=6)
+    ax.hlines(y - 0.15, table["scaled_p5"], table["scaled_p95"], color="#4C72B0", linewidth=6)
+    ax.plot(table["scaled_p50"], y - 0.15, "o", color="#222222", markersize=4)
+    ax.set_yticks(y, [labels.get(g, g) for g in table["group"]], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_xlabel("0 – 1" if not language.chinese(lang) else "先验范围内的位置(0–1)")
+
+
+def _nowcast_figures(nc: Run, policy: Policy, lang: str) -> dict[str, bytes]:
+    import matplotlib.pyplot as plt
+
+    style()
+    pngs = {}
+    fig, axes = _grid(len(policy.domain_keys))
+    plot_nowcast_narrowing(nowcast_narrowing_table(nc), policy, lang, axes)
+    fig.tight_layout(rect=(0.02, 0.03, 1, 1))
+    pngs["nowcast_narrowing"] = _png(fig)
+    if "assumptions" in nc:
+        table = nowcast_assumptions_table(nc)
+        fig, ax = plt.subplots(figsize=(9, 0.4 * len(table) + 1.2))
+        plot_nowcast_assumptions(table, group_labels(nc, lang), lang, ax)
+        pngs["nowcast_assumptions"] = _png(fig)
+    return pngs
+
+
+def nowcast_html(nc: Run, policy: Policy, lang: str, pngs: dict[str, bytes]) -> str:
+    """The nowcast section: the answer per domain, how each month narrowed it, the assumptions, the fit."""
+    t = language.labels(lang)
+    m = nc.manifest
+    header = t["nowcast_header"].format(as_of=m["as_of"], months=m["months"], terms=m["observed_terms"],
+                                        run=m["run"], draws=m["draws"], replications=m["replications"])
+    rounds = t["nowcast_rounds"].format(rounds=len(nc["rounds"]) - 1, ess=m["ess"], beta=m["beta"])
+    warnings = "".join(f"<li>{html.escape(w)}</li>" for w in m.get("warnings", []))
+    parts = [f"<h2>{html.escape(t['nowcast_title'])}</h2><p>{html.escape(header)}</p>",
+             f"<p>{html.escape(t['nowcast_intro'])}</p>", table_html(nowcast_answer_display(nc, policy, lang)),
+             f'<p class="note">{html.escape(rounds)}</p>', f"<ul class=\"note\">{warnings}</ul>" if warnings else "",
+             _figure_html("nowcast_narrowing", pngs["nowcast_narrowing"], lang, t["cap_nowcast_narrowing"])]
+    if "nowcast_assumptions" in pngs:
+        parts += [f"<h3>{html.escape(t['nowcast_assumptions'])}</h3>",
+                  f'<p class="note">{html.escape(t["nowcast_assumptions_note"])}</p>',
+                  table_html(nowcast_assumptions_display(nc, lang)),
+                  _figure_html("nowcast_assumptions", pngs["nowcast_assumptions"], lang, t["cap_nowcast_assumptions"])]
+    parts += [f"<h3>{html.escape(t['nowcast_fit'])}</h3>", f'<p class="note">{html.escape(t["nowcast_fit_note"])}</p>',
+              table_html(nowcast_fit_display(nc, policy, lang)),
+              f'<p class="note">{html.escape(t["nowcast_method"])}</p>']
+    return "\n".join(parts)
+
+
+def write_nowcast_report(nc: Run | str | Path, lang: str = language.DEFAULT, out: str | Path | None = None,
+                         force: bool = True) -> Path:
+    """``NOWCAST_DIR/report/report.<lang>.html`` (figures and font embedded) and its figures as PNG; reads the
+    nowcast folder only."""
+    lang = language.check(lang)
+    nc = nc if isinstance(nc, Run) else load(nc)
+    policy = nc.policy()
+    pngs = _nowcast_figures(nc, policy, lang)
+    title = f"{report_title(policy, lang)}{language.labels(lang)['colon']}{language.labels(lang)['nowcast_title']}"
+    page = (f'<!DOCTYPE html>\n<html lang="{lang}"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f"<style>{font_face()}\n{CSS}</style></head>\n<body><h1>{html.escape(title)}</h1>\n"
+            f"{nowcast_html(nc, policy, lang, pngs)}\n</body></html>\n")
+    out = Path(out) if out is not None else Path(nc.path) / "report"
+    files = _other_languages(out, lang)
+    files.update({f"report.{lang}.html": page, **{f"{name}.{lang}.png": data for name, data in pngs.items()}})
+    languages = sorted({name.split(".")[1] for name in files if name.startswith("report.")})
+    written = write_run(out, {}, {"kind": "fiscalsim report", "run": str(nc.path), "languages": languages,
+                                  "files": sorted(files)}, force=force, files=files)
+    return written / f"report.{lang}.html"
