@@ -432,6 +432,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         claims, owed = compare.years_display(tables, policy, lang)
         print(f"\n{t['years_summary']}\n{claims.to_string(index=False)}")
         print(f"\n{t['years_commitments']}\n{owed.to_string(index=False)}")
+    if "nowcasts" in tables:
+        print(f"\n{t['nowcast_compare']}\n{compare.nowcasts_display(tables, policy, lang).to_string(index=False)}")
     print(f"\n{t['compare_note']}")
     if args.out:
         page = compare.write_comparison(args.runs, args.out, lang=lang, force=args.force)
@@ -660,7 +662,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("compare", help="scenarios side by side per domain and article, with differences",
                        formatter_class=_Help)
-    p.add_argument("runs", nargs="+", help="run folders; differences are from the first")
+    p.add_argument("runs", nargs="+", help="run folders (differences are from the first) and nowcast folders "
+                   "(each beside the forecast it updates)")
     _add_lang(p, "the comparison")
     p.add_argument("--out", default=None, help="also write the comparison tables and an HTML page here")
     p.add_argument("--force", action="store_true", help="replace an existing comparison folder")

@@ -1,5 +1,6 @@
 """Scenarios side by side: the plain answer of each run, the difference from the first, per domain and per
-article, largest differences first; and an HTML comparison page with figures.
+article, largest differences first; nowcasts (``fiscalsim nowcast`` folders) beside the forecasts they
+update; and an HTML comparison page with figures.
 
 Reads run folders only.  The figures of each scenario are those of its own answer table
 (:func:`sim.report.answer_table`), so a number is the same here as in that run's report and terminal.
@@ -29,6 +30,13 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     ``scenarios``: each run's scenario name and its title in every language (``title_<lang>``)."""
     if len(run_dirs) < 1:
         raise FiscalsimError("compare needs at least one run folder")
+    loaded = [load(path) for path in run_dirs]
+    nowcast_dirs = [p for p, r in zip(run_dirs, loaded) if r.manifest.get("kind") == NOWCAST]
+    run_dirs = [p for p, r in zip(run_dirs, loaded) if r.manifest.get("kind") != NOWCAST]
+    if not run_dirs:  # nowcasts only: their runs are the scenarios compared
+        run_dirs = list(dict.fromkeys(load(p).manifest.get("run") for p in nowcast_dirs))
+        if any(p in (None, "None") or not Path(p).is_dir() for p in run_dirs):
+            raise FiscalsimError("the nowcasts' run folders cannot be found; give the run folders too")
     runs = [load(path) for path in run_dirs]
     names = _names(runs, run_dirs)
     domain_rows, article_rows = [], []
@@ -52,7 +60,52 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
                                  for lang in language.LANGS}})
     out = {"domains": domains, "articles": articles.loc[order].reset_index(drop=True), "scenarios": scenarios}
     out.update(_years(runs, names))
+    if nowcast_dirs:
+        out["nowcasts"] = nowcasts_table(nowcast_dirs)
     return out
+
+
+NOWCAST = "fiscalsim nowcast"
+NOWCAST_COLUMNS = ("claims_mean", "p_overrun", "paid_p5", "paid_p50", "paid_p95", "p_runout")
+
+
+def nowcasts_table(paths) -> pd.DataFrame:
+    """Per nowcast folder and domain: the forecast at the run and now (year-end claims, P(overrun), year-end
+    payments P5-P95, P(the budget runs out)), the change, the date of the data and its weight (beta)."""
+    rows = []
+    for path in paths:
+        nc = load(path)
+        m = nc.manifest
+        for r in nc["domains"].itertuples():
+            rows.append({"nowcast": f"{m.get('scenario')} @ {m['as_of']}", "folder": str(path), "as_of": m["as_of"],
+                         "run": m.get("run"), "domain": r.domain, "beta": r.beta,
+                         **{f"prior_{c}": getattr(r, f"prior_{c}") for c in NOWCAST_COLUMNS},
+                         **{c: getattr(r, c) for c in NOWCAST_COLUMNS},
+                         "d_claims": r.claims_mean - r.prior_claims_mean,
+                         "d_p_overrun": r.p_overrun - r.prior_p_overrun})
+    return pd.DataFrame(rows)
+
+
+def nowcasts_display(tables: dict[str, pd.DataFrame], policy, lang: str) -> pd.DataFrame:
+    """The nowcasts side by side as a reader sees them: per domain and nowcast the forecast at the run and
+    now (the strings of each nowcast's own report)."""
+    t = language.labels(lang)
+    n = tables["nowcasts"]
+    points = "百分点" if language.chinese(lang) else "points"
+    order = np.lexsort((n["as_of"].to_numpy(), n["domain"].map({k: i for i, k in enumerate(policy.domain_keys)})))
+    n = n.iloc[order]
+    return pd.DataFrame({
+        t["domain"]: [report_module.domain_name(policy, k, lang) for k in n["domain"]],
+        t["nowcast_as_of"]: n["nowcast"].to_numpy(),
+        t["nowcast_claims_before"]: [yi(x) for x in n["prior_claims_mean"]],
+        t["nowcast_claims_now"]: [yi(x) for x in n["claims_mean"]],
+        t["nowcast_paid_before"]: [f"{yi(a)}–{yi(b)}" for a, b in zip(n["prior_paid_p5"], n["prior_paid_p95"])],
+        t["nowcast_paid_now"]: [f"{yi(a)}–{yi(b)}" for a, b in zip(n["paid_p5"], n["paid_p95"])],
+        t["nowcast_overrun"]: [f"{share(a)} → {share(b)}" for a, b in zip(n["prior_p_overrun"], n["p_overrun"])],
+        f"{t['difference']}({points})" if language.chinese(lang) else f"{t['difference']} ({points})":
+            [_points(x) for x in n["d_p_overrun"]],
+        t["nowcast_weight"]: [f"{x:.2g}" for x in n["beta"]],
+    })
 
 
 def _years(runs, names: list[str]) -> dict[str, pd.DataFrame]:
@@ -201,7 +254,7 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
 
     lang = language.check(lang)
     tables = compare(*run_dirs)
-    policy = load(run_dirs[0]).policy()
+    policy = load(run_dirs[0]).policy()  # a nowcast folder keeps its run's policy too
     t = language.labels(lang)
     report_module.style()
     figures = {}
@@ -223,6 +276,11 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
         years_html = (f"<h2>{html.escape(t['years_summary'])}</h2>{report_module.table_html(claims)}"
                       f"{{years_figure}}<h2>{html.escape(t['years_commitments'])}</h2>"
                       f"{report_module.table_html(owed)}")
+    nowcast_html = ""
+    if "nowcasts" in tables:
+        nowcast_html = (f"<h2>{html.escape(t['nowcast_compare'])}</h2><p class=\"note\">"
+                        f"{html.escape(t['nowcast_compare_note'])}</p>"
+                        f"{report_module.table_html(nowcasts_display(tables, policy, lang))}")
     pngs = {}
     for name, fig in figures.items():
         buffer = io.BytesIO()
@@ -256,11 +314,12 @@ def write_comparison(run_dirs: list[str | Path], out: str | Path, lang: str = la
 {images}
 {report_module.table_html(changed)}
 {years_html}
+{nowcast_html}
 </body></html>
 """
     files = {f"compare.{lang}.html": page, **{f"compare-{n}.{lang}.png": d for n, d in pngs.items()}}
     written = write_run(out, tables, {"kind": "fiscalsim comparison", "runs": [str(r) for r in run_dirs],
-                                      "lang": lang}, force=force, files=files)
+                                      "lang": lang}, force=force, files=files)  # run_dirs: runs and nowcasts
     return written / f"compare.{lang}.html"
 
 

@@ -323,6 +323,9 @@ ZH = {
     "cap_nowcast_assumptions": ("每行一项假设(收窄最多的前若干项),数值按其先验范围换算到0–1:灰色为先验P5–P95,"
                                 "彩色为观测后P5–P95,点为后验中位数。"),
     "nowcast_at": "滚动预测结果",
+    "nowcast_as_of": "滚动预测(数据截至)",
+    "nowcast_compare": "年内滚动预测:运行时与现在",
+    "nowcast_compare_note": "每行一个领域和一次滚动预测:左为年初运行的预测,右为结合截至该日观测后的预测。",
     # compare
     "compare_title": "情景对比",
     "difference": "差值",
@@ -558,6 +561,10 @@ EN = {
                                 "grey is the prior P5-P95, colour the posterior P5-P95, the dot the posterior "
                                 "median."),
     "nowcast_at": "Nowcast written to",
+    "nowcast_as_of": "Nowcast (data to)",
+    "nowcast_compare": "In-year nowcasts: at the run and now",
+    "nowcast_compare_note": ("One row per domain and nowcast: the forecast of the run before the year beside the "
+                             "forecast with the observations to that date."),
     "compare_title": "Scenarios compared",
     "difference": "Difference",
     "compare_note": "Difference = each scenario minus the first; largest differences first.",

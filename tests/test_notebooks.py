@@ -21,4 +21,4 @@ def test_notebook_runs(path, tmp_path):
 
 def test_the_notebooks_are_the_documented_ones():
     readme = (NOTEBOOKS[0].parent / "README.md").read_text(encoding="utf-8")
-    assert len(NOTEBOOKS) == 4 and all(f"`{p.name}`" in readme for p in NOTEBOOKS)
+    assert len(NOTEBOOKS) == 5 and all(f"`{p.name}`" in readme for p in NOTEBOOKS)

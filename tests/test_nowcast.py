@@ -353,3 +353,30 @@ def test_the_command_writes_the_folder_and_the_report(tmp_path, prior, capsys):
     assert np.allclose(last.loc[d.index, "p95"], d["paid_p95"])
     assert main(["report", str(out), "--lang", "en"]) == 0
     assert "In-year nowcast" in (out / "report" / "report.en.html").read_text(encoding="utf-8")
+
+
+def test_compare_sets_nowcasts_beside_their_runs(tmp_path, prior, capsys):
+    run_dir = tmp_path / "run"
+    pipeline.run(settings=pipeline.Settings(replications=20, n=3000, per_draw=2, stages=("claims", "process")),
+                 out=run_dir, progress=False)
+    folders = []
+    for months, as_of in ((6, "2024-06-30"), (9, "2024-09-30")):
+        out = tmp_path / f"nc{months}"
+        pipeline.nowcast_of(results.load(run_dir), _observed(prior, 4, months), as_of, progress=False, lang=None,
+                            out=out, settings=pipeline.NowcastSettings(rounds=0))
+        folders.append(str(out))
+    assert main(["compare", str(run_dir), *folders, "--out", str(tmp_path / "cmp"), "--lang", "en"]) == 0
+    printed = capsys.readouterr().out
+    assert "In-year nowcasts: at the run and now" in printed
+    assert "baseline @ 2024-06-30" in printed and "baseline @ 2024-09-30" in printed
+    table = results.load(tmp_path / "cmp")["nowcasts"]
+    assert len(table) == 2 * 6
+    nc = results.load(folders[1])["domains"].set_index("domain")
+    row = table[(table["as_of"] == "2024-09-30") & (table["domain"] == "science_technology")].iloc[0]
+    assert row["paid_p95"] == nc.loc["science_technology", "paid_p95"]
+    assert row["d_claims"] == pytest.approx(nc.loc["science_technology", "claims_mean"]
+                                            - nc.loc["science_technology", "prior_claims_mean"])
+    page = (tmp_path / "cmp" / "compare.en.html").read_text(encoding="utf-8")
+    assert "In-year nowcasts" in page
+    # nowcasts alone: their run is the scenario compared
+    assert main(["compare", *folders]) == 0
