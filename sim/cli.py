@@ -495,6 +495,25 @@ def _add_executor(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_nowcast(sub) -> None:
+    p = sub.add_parser("nowcast", help="update a finished run's forecast with the applications, approvals and "
+                       "payments observed so far in the year", formatter_class=_Help)
+    p.add_argument("run_dir", help="a run folder written by fiscalsim run (with its process stage)")
+    p.add_argument("observed", help="observations per rule (or article) and month: CSV, .xlsx or Parquet with columns "
+                   "rule|article, month, applications, claimed [, approvals, approved, paid]")
+    p.add_argument("--as-of", required=True, help="the date the observations run to (YYYY-MM-DD)")
+    p.add_argument("-o", "--out", default=None, help="nowcast folder to write (default: RUN_DIR-nowcast-AS_OF)")
+    p.add_argument("--force", action="store_true", help="replace an existing nowcast folder")
+    p.add_argument("--min-ess", type=float, default=pipeline.NowcastSettings.min_ess,
+                   help="effective sample size (assumption draws) the weights must keep")
+    p.add_argument("--rounds", type=int, default=pipeline.NowcastSettings.rounds,
+                   help="most rounds of fresh draws near the weighted ones")
+    p.add_argument("--fresh", type=int, default=pipeline.NowcastSettings.fresh, help="fresh draws per round")
+    _add_lang(p, "the terminal and the report")
+    _add_executor(p)
+    p.set_defaults(func=cmd_nowcast)
+
+
 def _add_design(sub) -> None:
     p = sub.add_parser("design", help="award intensities within the text's latitude that keep each budget at a risk "
                        "level; or the largest cap of one rule (--cap-rule)", formatter_class=_Help)
@@ -636,22 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_executor(p)
     p.set_defaults(func=cmd_sensitivity)
 
-    p = sub.add_parser("nowcast", help="update a finished run's forecast with the applications, approvals and "
-                       "payments observed so far in the year", formatter_class=_Help)
-    p.add_argument("run_dir", help="a run folder written by fiscalsim run (with its process stage)")
-    p.add_argument("observed", help="observations per rule (or article) and month: CSV, .xlsx or Parquet with columns "
-                   "rule|article, month, applications, claimed [, approvals, approved, paid]")
-    p.add_argument("--as-of", required=True, help="the date the observations run to (YYYY-MM-DD)")
-    p.add_argument("-o", "--out", default=None, help="nowcast folder to write (default: RUN_DIR-nowcast-AS_OF)")
-    p.add_argument("--force", action="store_true", help="replace an existing nowcast folder")
-    p.add_argument("--min-ess", type=float, default=pipeline.NowcastSettings.min_ess,
-                   help="effective sample size (assumption draws) the weights must keep")
-    p.add_argument("--rounds", type=int, default=pipeline.NowcastSettings.rounds,
-                   help="most rounds of fresh draws near the weighted ones")
-    p.add_argument("--fresh", type=int, default=pipeline.NowcastSettings.fresh, help="fresh draws per round")
-    _add_lang(p, "the terminal and the report")
-    _add_executor(p)
-    p.set_defaults(func=cmd_nowcast)
+    _add_nowcast(sub)
 
     p = sub.add_parser("report", help="draw the HTML report (and PNG figures) of a finished run", formatter_class=_Help)
     p.add_argument("run_dir", help="a run folder written by fiscalsim run, or a nowcast folder (fiscalsim nowcast)")

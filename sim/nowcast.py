@@ -154,6 +154,25 @@ def check_observed(raw: pd.DataFrame, rule_ids: list[str], articles: list[int], 
     the first data row."""
     date, months = parse_as_of(as_of, year)
     names = [str(c).strip() for c in raw.columns]
+    level = _level(names, path)
+    frame = raw.copy()
+    frame.columns = names
+    problems: list[str] = []
+    key = _keys(frame, level, rule_ids, articles, problems)
+    month = _months(frame["month"], year, date, months, problems)
+    values = {measure: _measure(frame, measure, problems) for measure in MEASURES}
+    if problems:
+        raise NowcastError(f"{path}: " + "; ".join(problems))
+    out = pd.DataFrame({"key": key, "month": month.astype(np.int64), **values})
+    _consistent(out, level, problems)
+    if problems:
+        raise NowcastError(f"{path}: " + "; ".join(problems))
+    out = out.sort_values(["key", "month"], kind="stable", ignore_index=True)
+    return Observed(out, level, date, months, path)
+
+
+def _level(names: list[str], path: str) -> str:
+    """``rule`` or ``article``: the column that names what was observed; the columns checked."""
     problems = []
     keys = [c for c in ("rule", "article") if c in names]
     unknown = [c for c in names if c not in ("rule", "article", "month", *MEASURES)]
@@ -168,64 +187,69 @@ def check_observed(raw: pd.DataFrame, rule_ids: list[str], articles: list[int], 
                         "the base of the nowcast; approvals, approved and paid may be left out)")
     if problems:
         raise NowcastError(f"{path}: " + "; ".join(problems))
-    frame = raw.copy()
-    frame.columns = names
-    level = keys[0]
-    n = len(frame)
-    key_text = frame[level].map(lambda v: "" if v is None else unicodedata.normalize("NFKC", str(v)).strip())
+    return keys[0]
+
+
+def _keys(frame: pd.DataFrame, level: str, rule_ids: list[str], articles: list[int], problems: list[str]
+          ) -> np.ndarray:
+    text = frame[level].map(lambda v: "" if v is None else unicodedata.normalize("NFKC", str(v)).strip())
     if level == "rule":
-        key = key_text.to_numpy(dtype=object)
+        key = text.to_numpy(dtype=object)
         bad = ~np.isin(key, rule_ids)
         if bad.any():
             problems.append(f"column rule: {_rows(bad, key)} name no rule of the model (rules: "
-                            f"{', '.join(rule_ids[:6])}, ...; `fiscalsim rules` lists them)")
-    else:
-        numbers = np.array([_number(v) for v in key_text], dtype=object)
-        key = np.array([int(v) if v is not None and not math.isnan(v) and v == int(v) else -1 for v in numbers])
-        bad = ~np.isin(key, articles)
-        if bad.any():
-            problems.append(f"column article: {_rows(bad, key_text)} name no article with award rules (articles: "
-                            f"{', '.join(map(str, articles))})")
-    month = np.array([_month(v, year) for v in frame["month"]], dtype=object)
-    bad_month = np.array([m is None for m in month], dtype=bool)
-    if bad_month.any():
-        problems.append(f"column month: {_rows(bad_month, frame['month'])} are not months of {year} (write "
-                        f"{year}-06 or 6)")
+                            f"{', '.join(rule_ids[:6])}, ...; `fiscalsim policy` lists them)")
+        return key
+    numbers = [_number(v) for v in text]
+    key = np.array([int(v) if v is not None and not math.isnan(v) and v == int(v) else -1 for v in numbers],
+                   dtype=np.int64)
+    bad = ~np.isin(key, articles)
+    if bad.any():
+        problems.append(f"column article: {_rows(bad, text)} name no article with award rules (articles: "
+                        f"{', '.join(map(str, articles))})")
+    return key
+
+
+def _months(column: pd.Series, year: int, date: dt.date, months: int, problems: list[str]) -> np.ndarray:
+    month = np.array([_month(v, year) for v in column], dtype=object)
+    bad = np.array([m is None for m in month], dtype=bool)
+    if bad.any():
+        problems.append(f"column month: {_rows(bad, column)} are not months of {year} (write {year}-06 or 6)")
     late = np.array([m is not None and m > months for m in month], dtype=bool)
     if late.any():
-        problems.append(f"column month: {_rows(late, frame['month'])} lie beyond the as-of date {date.isoformat()} "
+        problems.append(f"column month: {_rows(late, column)} lie beyond the as-of date {date.isoformat()} "
                         f"(complete months to then: {months}); give a later --as-of or drop those rows")
-    values = {}
-    for measure in MEASURES:
-        if measure not in names:
-            values[measure] = np.full(n, np.nan)
-            continue
-        cells = [_number(v) for v in frame[measure]]
-        x = np.array([np.nan if c is None else c for c in cells], dtype=float)
-        empty = np.array([c is None for c in cells], dtype=bool)
-        if measure in REQUIRED and empty.any():
-            problems.append(f"column {measure}: {_rows(empty)} are empty (every row needs applications and claimed)")
-        wrong = np.isnan(x) & ~empty
-        if wrong.any():
-            problems.append(f"column {measure}: {_rows(wrong, frame[measure])} are not numbers")
-        negative = x < 0
-        if negative.any():
-            problems.append(f"column {measure}: {_rows(negative, x)} are negative")
-        if measure in COUNTS:
-            fraction = np.isfinite(x) & (x != np.round(x))
-            if fraction.any():
-                problems.append(f"column {measure}: {_rows(fraction, x)} are counts and must be whole numbers")
-        infinite = np.isinf(x)
-        if infinite.any():
-            problems.append(f"column {measure}: {_rows(infinite, x)} are not finite")
-        values[measure] = x
-    if problems:
-        raise NowcastError(f"{path}: " + "; ".join(problems))
-    out = pd.DataFrame({"key": key, "month": month.astype(np.int64), **values})
+    return np.where(bad, 0, month)
+
+
+def _measure(frame: pd.DataFrame, measure: str, problems: list[str]) -> np.ndarray:
+    """One measure's column as numbers (NaN where empty; all NaN where the column is absent)."""
+    if measure not in frame.columns:
+        return np.full(len(frame), np.nan)
+    cells = [_number(v) for v in frame[measure]]
+    x = np.array([np.nan if c is None else c for c in cells], dtype=float)
+    empty = np.array([c is None for c in cells], dtype=bool)
+    checks = [(empty if measure in REQUIRED else np.zeros(len(x), bool), None,
+               "are empty (every row needs applications and claimed)"),
+              (np.isnan(x) & ~empty, frame[measure], "are not numbers"),
+              (x < 0, x, "are negative"),
+              (np.isfinite(x) & (x != np.round(x)) if measure in COUNTS else np.zeros(len(x), bool), x,
+               "are counts and must be whole numbers"),
+              (np.isinf(x), x, "are not finite")]
+    for mask, shown, what in checks:
+        if mask.any():
+            problems.append(f"column {measure}: {_rows(mask, shown)} {what}")
+    return x
+
+
+def _consistent(out: pd.DataFrame, level: str, problems: list[str]) -> None:
+    """Figures that contradict each other: repeated rows, money without applications, more approved than
+    claimed or more paid than approved to date, a measure given for some months of a key only."""
     dup = out.duplicated(["key", "month"], keep=False).to_numpy()
     if dup.any():
         problems.append(f"{_rows(dup)} repeat a {level} and month; give each once")
     apps, claimed = out["applications"].to_numpy(), out["claimed"].to_numpy()
+    base = np.where(out["approved"].notna(), _to_date(out, "approved"), _to_date(out, "claimed"))
     pairs = [("claimed", (apps == 0) & (claimed > 0), "claim money with no applications"),
              ("claimed", (apps > 0) & (claimed == 0), "applications with nothing claimed"),
              ("approvals", out["approvals"].to_numpy() > _to_date(out, "applications"),
@@ -234,24 +258,17 @@ def check_observed(raw: pd.DataFrame, rule_ids: list[str], articles: list[int], 
               "approved money with no approvals"),
              ("approved", _to_date(out, "approved") > _to_date(out, "claimed") * (1 + 1e-6) + 1e-6,
               "more approved to date than claimed to date (萬元)"),
-             ("paid", _to_date(out, "paid") > np.where(out["approved"].notna(), _to_date(out, "approved"),
-                                                       _to_date(out, "claimed")) * (1 + 1e-6) + 1e-6,
+             ("paid", _to_date(out, "paid") > base * (1 + 1e-6) + 1e-6,
               "more paid to date than approved (or, where approvals are not given, claimed) to date (萬元)")]
     for column, mask, what in pairs:
         if mask.any():
             problems.append(f"column {column}: {_rows(mask)} report {what}")
-    if problems:
-        raise NowcastError(f"{path}: " + "; ".join(problems))
     for measure in MEASURES[2:]:
         given = out[measure].notna()
         partial = given.groupby(out["key"]).transform(lambda g: g.any() and not g.all()).to_numpy(dtype=bool)
         if partial.any():
             problems.append(f"column {measure}: {_rows(partial & ~given.to_numpy())} are empty while other months of "
                             f"the same {level} give it; give it for every month of a {level} or for none")
-    if problems:
-        raise NowcastError(f"{path}: " + "; ".join(problems))
-    out = out.sort_values(["key", "month"], kind="stable", ignore_index=True)
-    return Observed(out, level, date, months, path)
 
 
 def _to_date(frame: pd.DataFrame, measure: str) -> np.ndarray:

@@ -803,28 +803,8 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     spread = nowcast_module.spread_of(ensemble, keys, seen.months)
     nowcast_module.check_possible(ensemble, cube, keys, spread, seen, frame.year)
     reaches, group_keys = _reaches(run, policy, frame) if ensemble.u.shape[1] else ([], ())
-    sizes, proposals, rounds = [ensemble.draws], [], []
-    values = weights = facts = None  # each group's posterior values and weights, from the round before
-    for g in range(settings.rounds + 1):
-        start = time.perf_counter()
-        if g:
-            proposal = nowcast_module.Proposal.of(values, weights)
-            _, rng = nowcast_module.round_seed(int(run.manifest["seed"]), g)
-            ensemble = ensemble.joined(_fresh_draws(run, proposal.sample(settings.fresh, rng), g,
-                                                    settings.fresh_per_draw, executor, progress))
-            sizes.append(settings.fresh)
-            proposals.append(proposal)
-        terms = nowcast_module.cell_terms(ensemble, keys, cube, seen.months, spread)
-        log_q = nowcast_module.mixture_log_density(ensemble.u, sizes, proposals)
-        target = min(settings.min_ess, ensemble.draws / 2)
-        beta, log_w = nowcast_module.tempered(terms.loglik.sum(axis=1), log_q, target)
-        if reaches:
-            values, weights, facts = nowcast_module.group_posteriors(ensemble, terms, keys, cube, seen.months,
-                                                                     reaches, log_q, target)
-        rounds.append({"round": g, "draws": ensemble.draws, "replications": len(ensemble.draw), "beta": beta,
-                       "ess": nowcast_module.ess(log_w), "seconds": round(time.perf_counter() - start, 3)})
-        if beta >= 1.0 or not reaches or seen.empty:
-            break
+    state = _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress)
+    ensemble, terms, log_q, target, beta, log_w, values, weights, facts, rounds = state
     warnings = []
     if beta < 1.0:
         warnings.append(f"the observations are weighed at {beta:.3g} of their full weight (beta) so that the answer "
@@ -832,7 +812,11 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
                         f" after {len(rounds) - 1} rounds of fresh draws; each domain and each assumption is then "
                         "weighed on its own observations and adjusted to them by regression (see the domains and "
                         "assumptions tables)")
-    if target < settings.min_ess:
+    if not reaches:
+        warnings.append("the run held its assumptions at their values (--uncertainty none): the nowcast puts the "
+                        "observations in place of the run's months and adjusts to them, but learns nothing about "
+                        "the assumptions; nowcast a run with --uncertainty ranges for that")
+    elif target < settings.min_ess:
         warnings.append(f"only {ensemble.draws} assumption draws: the effective sample size asked for "
                         f"({settings.min_ess:g}) is more than half of them; run with more replications")
     tables = nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, target, detail)
@@ -864,6 +848,38 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
 
         report.write_nowcast_report(results.load(path), lang)
     return results.load(path)
+
+
+def _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress) -> tuple:
+    """Weigh the draws; while the data cannot be given their full weight (beta < 1), add a round of fresh
+    draws near each group's posterior and weigh again (population Monte Carlo, balance-heuristic weights).
+    Returns the final (ensemble, terms, log q, target ESS, beta, log weights, group values, group weights,
+    group facts, rounds table rows)."""
+    from sim import nowcast as nowcast_module
+
+    sizes, proposals, rounds = [ensemble.draws], [], []
+    values = weights = facts = None  # each group's posterior values and weights, from the round before
+    for g in range(settings.rounds + 1):
+        start = time.perf_counter()
+        if g:
+            proposal = nowcast_module.Proposal.of(values, weights)
+            _, rng = nowcast_module.round_seed(int(run.manifest["seed"]), g)
+            ensemble = ensemble.joined(_fresh_draws(run, proposal.sample(settings.fresh, rng), g,
+                                                    settings.fresh_per_draw, executor, progress))
+            sizes.append(settings.fresh)
+            proposals.append(proposal)
+        terms = nowcast_module.cell_terms(ensemble, keys, cube, seen.months, spread)
+        log_q = nowcast_module.mixture_log_density(ensemble.u, sizes, proposals)
+        target = min(settings.min_ess, ensemble.draws / 2)
+        beta, log_w = nowcast_module.tempered(terms.loglik.sum(axis=1), log_q, target)
+        if reaches:
+            values, weights, facts = nowcast_module.group_posteriors(ensemble, terms, keys, cube, seen.months,
+                                                                     reaches, log_q, target)
+        rounds.append({"round": g, "draws": ensemble.draws, "replications": len(ensemble.draw), "beta": beta,
+                       "ess": nowcast_module.ess(log_w), "seconds": round(time.perf_counter() - start, 3)})
+        if beta >= 1.0 or not reaches or seen.empty:
+            break
+    return ensemble, terms, log_q, target, beta, log_w, values, weights, facts, rounds
 
 
 def _numbers(run: results.Run) -> tuple:

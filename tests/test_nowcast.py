@@ -380,3 +380,16 @@ def test_compare_sets_nowcasts_beside_their_runs(tmp_path, prior, capsys):
     assert "In-year nowcasts" in page
     # nowcasts alone: their run is the scenario compared
     assert main(["compare", *folders]) == 0
+
+
+def test_a_run_without_assumption_draws_is_substituted_and_adjusted_only():
+    point = pipeline.run(settings=pipeline.Settings(replications=8, n=3000, uncertainty="none",
+                                                    stages=("claims", "process")), progress=False)
+    nc = _cast(point, _observed(point, 2, 6))
+    assert "learns nothing about the assumptions" in nc.manifest["warnings"][0]
+    assert "assumptions" not in nc.tables and nc.manifest["draws"] == 1 and nc.manifest["beta"] == 1.0
+    observed = _observed(point, 2, 6)
+    d = nc["claims"].set_index(["level", "key"])
+    for rule, claimed in observed.groupby("rule")["claimed"].sum().items():
+        assert d.loc[("rule", rule), "claimed_to_date"] == pytest.approx(claimed)
+        assert d.loc[("rule", rule), "p5"] >= claimed - 1e-6  # the year's claims are at least those to date
