@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 from scipy import special, stats
 
+from sim import assumptions as assumptions_module
 from sim.errors import FirmTableError, FiscalsimError
 
 MEASURES = ("applications", "claimed", "approvals", "approved", "paid")  # the columns of process_monthly
@@ -681,7 +682,7 @@ def log_weights(loglik: np.ndarray, log_proposal: np.ndarray) -> np.ndarray:
         raise NowcastError("every assumption draw has zero likelihood for the observations")
     # relative to the best draw, to 1e-9 nats (float noise): equal likelihoods give exactly equal weights
     raw = np.round(raw - raw.max(), 9)
-    return raw - special.logsumexp(raw)
+    return raw - np.log(np.exp(raw).sum())  # the best draw's term is exp(0) = 1: no overflow, no underflow of all
 
 
 def tempered(loglik: np.ndarray, log_proposal: np.ndarray, target: float) -> tuple[float, np.ndarray]:
@@ -961,8 +962,6 @@ def assumptions_table(numbers: tuple, keys: tuple[str, ...], values: np.ndarray,
     """Each uncertain number's prior (P5, P50, P95 of its distribution) beside its posterior (P5, P50, P95 of
     ``values``: replications x groups on the 0-1 scale, with ``weights`` per group), and how much of the
     prior's 90% width the observations took away."""
-    from sim import assumptions as assumptions_module
-
     rows = []
     for number in numbers:
         g = keys.index(number.uncertainty.group)

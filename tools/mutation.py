@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 KERNELS = ROOT / ".mutation-kernels"
 MODULES = ("policy", "kinds", "awards", "fused", "population", "montecarlo", "process", "budget", "design",
-           "scenario", "assumptions", "headline", "sensitivity", "years")
+           "scenario", "assumptions", "headline", "sensitivity", "years", "nowcast")
 KERNEL_FUNCTIONS = [f"sim.fused.x_{name}*" for name in (
     "condition_loop", "widen", "rule_chunk", "chunk_totals", "fused_serial", "fused_parallel", "chunk_awards",
     "per_claimant_serial", "per_claimant_parallel")] + [f"sim.kinds.x_{name}*" for name in (
