@@ -538,10 +538,10 @@ def calibration_table(run: Run) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- plots (drawing only)
-def yi_axis(axis) -> None:
+def yi_axis(axis, digits: int = 1) -> None:
     from matplotlib.ticker import FuncFormatter
 
-    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e4:,.1f}"))
+    axis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e4:,.{digits}f}"))
 
 
 def wan_axis(axis) -> None:
@@ -1106,7 +1106,8 @@ def plot_nowcast_narrowing(table: pd.DataFrame, policy: Policy, lang: str, axes)
         ax.plot(part["months"], part["p50"], "o", color=colour, markersize=4)
         ax.set_title(domain_name(policy, domain, lang), fontsize=9)
         ax.set_xticks(part["months"])
-        yi_axis(ax.yaxis)
+        top = float(part["p95"].max()) if len(part) else 0.0
+        yi_axis(ax.yaxis, 1 if top >= 5e4 else 2 if top >= 5e3 else 3)  # enough digits for a small domain
         ax.tick_params(labelsize=7)
     for ax in axes[len(policy.domain_keys):]:
         ax.set_visible(False)
