@@ -49,8 +49,8 @@ def one(run_dir: str, workers: int) -> dict:
     finally:
         executor.close()
     total = time.perf_counter() - start
-    rounds = nc["rounds"]
-    return {"total": total, "rounds_s": float(rounds["seconds"].sum()), "rounds": len(rounds) - 1,
+    rounds = nc.manifest["timings"]["rounds_s"]
+    return {"total": total, "rounds_s": float(sum(rounds)), "rounds": len(rounds) - 1,
             "ess": float(nc.manifest["ess"]), "beta": float(nc.manifest["beta"]),
             "st_beta": float(nc["domains"].set_index("domain").loc["science_technology", "beta"]),
             "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}

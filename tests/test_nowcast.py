@@ -393,3 +393,21 @@ def test_a_run_without_assumption_draws_is_substituted_and_adjusted_only():
     for rule, claimed in observed.groupby("rule")["claimed"].sum().items():
         assert d.loc[("rule", rule), "claimed_to_date"] == pytest.approx(claimed)
         assert d.loc[("rule", rule), "p5"] >= claimed - 1e-6  # the year's claims are at least those to date
+
+
+def test_fresh_draws_are_the_same_bytes_on_two_dask_workers(tmp_path, prior):
+    distributed = pytest.importorskip("dask.distributed")
+    from sim.executors import Dask, local_cluster
+
+    observed = _observed(prior, 6, 6)
+    settings = pipeline.NowcastSettings(rounds=1, fresh=4)
+    serial = pipeline.nowcast_of(prior, observed, "2024-06-30", settings=settings, progress=False, lang=None,
+                                 out=tmp_path / "serial")
+    with local_cluster(2) as cluster, distributed.Client(cluster) as client:
+        dask = pipeline.nowcast_of(prior, observed, "2024-06-30", settings=settings, progress=False, lang=None,
+                                   executor=Dask(client), out=tmp_path / "dask")
+    assert len(serial["rounds"]) == 2
+    for name in serial.manifest["tables"]:
+        assert (tmp_path / "serial" / f"{name}.parquet").read_bytes() == (tmp_path / "dask" / f"{name}.parquet"
+                                                                          ).read_bytes(), name
+    assert dask.manifest["draws"] == serial.manifest["draws"]
