@@ -411,3 +411,64 @@ def test_fresh_draws_are_the_same_bytes_on_two_dask_workers(tmp_path, prior):
         assert (tmp_path / "serial" / f"{name}.parquet").read_bytes() == (tmp_path / "dask" / f"{name}.parquet"
                                                                           ).read_bytes(), name
     assert dask.manifest["draws"] == serial.manifest["draws"]
+
+
+# ----------------------------------------------------------------------------- pieces (mutation sample, seed 29)
+def test_the_proposal_density_with_the_widest_kernel():
+    """Centres at both ends: the kernel is as wide as it gets (sd 0.707), and the reflected images at 0 and 1
+    and their periodic copies carry much of the mass; the density still integrates to one."""
+    proposal = nowcast.Proposal.of(np.array([[0.0], [1.0]]), np.ones((2, 1)))
+    assert proposal.bandwidth[0] == pytest.approx(math.sqrt(0.5))
+    grid = ((np.arange(20_000) + 0.5) / 20_000)[:, None]
+    assert np.exp(proposal.log_density(grid)).mean() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_an_observed_key_s_money_is_shared_over_its_rules_by_their_simulated_amounts():
+    """An article of two rules, the simulated claims to date below 1 萬元: the observed difference goes to the
+    rules in proportion to their own simulated amounts to date."""
+    monthly = np.zeros((1, 2, 12, 5))
+    monthly[0, 0, 5, 1], monthly[0, 1, 5, 1] = 0.2, 0.3  # June claims of the two rules
+    ensemble = nowcast.Ensemble(np.array([0]), monthly, np.array([[0.2, 0.3]]), np.zeros((1, 1, 12)), np.ones((1, 1)),
+                                np.full((1, 1), np.nan), np.zeros((1, 0)), np.zeros(1, dtype=np.int64))
+    frame = pd.DataFrame({"article": [9], "month": [6], "applications": [2], "claimed": [1.0]})
+    seen = nowcast.check_observed(frame, ["r1", "r2"], [9], 2024, "2024-06-30")
+    keys = nowcast.keys_of(seen, ["r1", "r2"], {"r1": 9, "r2": 9})
+    claims, _ = nowcast.year_end(ensemble, keys, nowcast.observed_cube(seen, keys), 6, np.array([0, 0]))
+    assert np.allclose(claims, [[0.4, 0.6]])  # 0.2 + 0.5 x 0.4 and 0.3 + 0.5 x 0.6
+
+
+def test_regression_summaries_per_key_up_to_three_keys_then_their_sum(prior):
+    observed = _observed(prior, 0, 6)
+    from sim import policy as policy_module
+
+    model = policy_module.load()
+    rules = list(model.rule_ids)
+    seen = nowcast.check_observed(observed, rules, sorted({r.article for r in model.rules}), 2024, "2024-06-30")
+    keys = nowcast.keys_of(seen, rules, {r.id: r.article for r in model.rules})
+    ensemble = pipeline.nowcast_ensemble(prior, model)
+    cube = nowcast.observed_cube(seen, keys)
+    busy = np.argsort(-np.nan_to_num(cube[:, :6, 0]).sum(axis=1))[:4]  # four keys with applications
+    for count, columns in ((3, 6), (4, 2)):
+        chosen = np.zeros(len(keys.names), bool)
+        chosen[busy[:count]] = True
+        s_sim, s_obs = nowcast._key_summaries(ensemble, keys, cube, 6, chosen)
+        assert s_sim.shape == (len(ensemble.draw), columns) and s_obs.shape == (columns,)
+
+
+def test_the_terms_are_numbered_from_zero(prior):
+    nc = _cast(prior, _observed(prior, 8, 6), settings=pipeline.NowcastSettings(rounds=0))
+    assert list(nc["fit"].index) == list(range(len(nc["fit"])))
+    assert nc["fit"]["measure"].tolist()[:len(set(nc["fit"]["key"]))] == ["applications"] * len(set(nc["fit"]["key"]))
+
+
+def test_a_long_list_of_contradictions_says_how_many_more(prior):
+    frame = _observed(prior, 2, 6)
+    frame["claimed"] *= 10_000
+    with pytest.raises(nowcast.NowcastError) as caught:
+        _cast(prior, frame)
+    message = str(caught.value)
+    listed = message.count("claimed per application to 2024-06")
+    more = int(message.split("; and ")[1].split(" more")[0])
+    assert listed == 5
+    keys = frame.groupby("rule")["applications"].sum()
+    assert 5 + more <= (keys > 0).sum()
