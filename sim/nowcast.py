@@ -295,8 +295,8 @@ def read_observed(path: str | Path, rule_ids: list[str], articles: list[int], ye
 def observed_table(monthly: pd.DataFrame, months: int, level: str = "rule",
                    articles: dict[str, int] | None = None) -> pd.DataFrame:
     """What a bureau would report of one replication's ``process_monthly`` rows (rule x month): its first
-    ``months`` months, per rule or article (``articles``: rule id -> article), months as YYYY-MM of ``year``
-    read from the column ``year`` if present.  Used for the sample file and the synthetic-truth check.
+    ``months`` months, per rule or article (``articles``: rule id -> article), months as numbers 1-12.  Used
+    for the sample file (:func:`sim.pipeline.observed_sample`) and the synthetic-truth check.
 
     >>> monthly = pd.DataFrame({"rule": ["r1"] * 12, "month": range(1, 13), "applications": [0] * 5 + [3] * 7,
     ...                         "claimed": [0.0] * 5 + [30.0] * 7, "approvals": [0] * 6 + [2] * 6,
