@@ -103,6 +103,12 @@ def test_inconsistent_figures_are_refused(tmp_path, prior):
     with pytest.raises(nowcast.NowcastError, match="more paid to date than approved"):
         _cast(prior, frame)
     frame = pd.read_csv(SAMPLE)
+    row = frame.index[frame["approved"] > 0][0]
+    frame.loc[row, "approved"] = frame.loc[row, "claimed"] + frame.loc[frame["rule"] == frame.loc[row, "rule"],
+                                                                       "claimed"].sum()
+    with pytest.raises(nowcast.NowcastError, match="column approved: .* report more approved to date than claimed"):
+        _cast(prior, frame)
+    frame = pd.read_csv(SAMPLE)
     frame.loc[frame["rule"] == "a13-rd-increase-sme", "paid"] = np.nan
     frame.loc[frame.index[frame["rule"] == "a13-rd-increase-sme"][-1], "paid"] = 10.0
     with pytest.raises(nowcast.NowcastError, match="give it for every month of a rule or for none"):
@@ -472,3 +478,64 @@ def test_a_long_list_of_contradictions_says_how_many_more(prior):
     assert listed == 5
     keys = frame.groupby("rule")["applications"].sum()
     assert 5 + more <= (keys > 0).sum()
+
+
+# ----------------------------------------------------------------------------- pieces (mutation sample, seed 31)
+def test_what_each_assumption_moves():
+    import sim.pipeline as p
+
+    ctx = p.prepare(None, settings=p.Settings(replications=5), progress=False)
+    policy, spec, model = ctx.policy, ctx.spec, ctx.process_model
+    by_where = {n.where: n for n in ctx.assumptions.numbers}
+    st_bureau = {rule for rule, s in model.rules.items() if s.bureau == "區科技局"}
+    assert nowcast.reach(by_where["bureau 區科技局, reviewers"], policy, spec, model) == st_bureau
+    assert 0 < len(st_bureau) < len(model.rules)
+    assert nowcast.reach(by_where["rule a15-tech-transactions, rate"], policy, spec, model) == {"a15-tech-transactions"}
+    assert nowcast.reach(by_where["domain science_technology, claims_budget"], policy, spec, model) == {
+        r.id for r in policy.rules if r.domain == "science_technology"}
+    turnover = "claimants.enterprise.attributes.tech_transaction_value, median"
+    assert nowcast.reach(by_where[turnover], policy, spec, model) == {"a15-tech-transactions"}
+    window = {rule for rule, s in model.rules.items() if s.window == "quarterly"}
+    assert nowcast.reach(by_where["window quarterly, length_days"], policy, spec, model) == window
+    assert nowcast.reach(by_where["[payment], day_of_month"], policy, spec, model) == set(model.rules)
+    reaches = nowcast.group_reach(ctx.assumptions, policy, spec, model)
+    assert reaches["a15-tech-rate"] == {"a15-tech-transactions"} and len(reaches["payment-day"]) == 45
+
+
+def test_no_observations_leave_every_rule_as_the_run_had_it(prior):
+    nc = _cast(prior, _observed(prior, 0, 6).iloc[:0])
+    rules = nc["claims"][nc["claims"]["level"] == "rule"].set_index("key")
+    summary = prior.summary("rule").set_index("rule")
+    assert np.allclose(rules.loc[summary.index, "mean"], summary["district_mean"], rtol=1e-12)
+    assert list(rules.index) == list(prior.policy().rule_ids)
+
+
+def test_the_approvals_and_payments_terms_by_hand():
+    """One rule, two draws of two replications: June applications, approvals, approved and paid."""
+    draw, monthly = [], []
+    for d, rows in enumerate([[(10, 100.0, 6, 60.0, 30.0), (14, 140.0, 8, 80.0, 50.0)],
+                              [(10, 100.0, 9, 90.0, 80.0), (14, 140.0, 11, 110.0, 90.0)]]):
+        for row in rows:
+            m = np.zeros((1, 12, 5))
+            m[0, 5] = row
+            draw.append(d)
+            monthly.append(m)
+    ensemble = nowcast.Ensemble(np.array(draw), np.array(monthly), np.zeros((4, 1)), np.zeros((4, 1, 12)),
+                                np.ones((4, 1)), np.full((4, 1), np.nan), np.zeros((2, 0)), np.zeros(2, dtype=np.int64))
+    frame = pd.DataFrame({"rule": ["r"], "month": [6], "applications": [12], "claimed": [120.0], "approvals": [9],
+                          "approved": [90.0], "paid": [60.0]})
+    seen = nowcast.check_observed(frame, ["r"], [1], 2024, "2024-06-30")
+    keys = nowcast.keys_of(seen, ["r"], {"r": 1})
+    spread = nowcast.spread_of(ensemble, keys, 6)
+    terms = nowcast.cell_terms(ensemble, keys, nowcast.observed_cube(seen, keys), 6, spread)
+    assert terms.cells["measure"].tolist() == ["applications", "claimed", "approvals", "paid"]
+    tau = nowcast.MODEL_ERROR
+    for d, (approvals, approved, paid) in enumerate([(14, 140.0, 80.0), (20, 200.0, 170.0)]):
+        mean = 12 * approvals / 24  # the observed applications at the draw's approvals per application
+        variance = mean * 1.5 * (1 + 1e-6) + (tau * mean) ** 2 + 1e-12
+        size = mean ** 2 / (variance - mean)
+        assert math.isclose(terms.loglik[d, 2], stats.nbinom.logpmf(9, size, size / (size + mean)), rel_tol=1e-9)
+        mu = 90.0 * paid / approved  # the observed approved amount at the draw's payments per approved 萬元
+        var = mu * 10.0 * math.exp(spread.log_spread[0]) * 1.5 + (tau * mu) ** 2 + nowcast.PAID_FLOOR
+        z = (60.0 - mu) / math.sqrt(var)
+        assert math.isclose(terms.loglik[d, 3], -0.5 * z ** 2 - 0.5 * math.log(2 * math.pi * var), rel_tol=1e-9)
