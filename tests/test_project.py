@@ -43,7 +43,7 @@ def test_wheel_carries_the_default_model(tmp_path):
     wheel = next(tmp_path.glob("fiscalsim-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for needed in ("sim/models/binjiang-2024/policy.toml", "sim/models/binjiang-2024/source.txt",
-                   "sim/models/binjiang-2024/sample-firms.csv",
+                   "sim/models/binjiang-2024/sample-firms.csv", "sim/models/binjiang-2024/observed-2024-06.csv",
                    "sim/models/binjiang-2024/examples/article-13.toml"):
         assert needed in names
     # Unpacked on its own, away from the checkout, the package finds its bundled model.
