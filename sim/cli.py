@@ -466,12 +466,10 @@ def nowcast_text(nc, lang: str) -> str:
     t = language.labels(lang)
     m = nc.manifest
     policy = nc.policy()
-    lines = ["", t["nowcast_title"],
-             t["nowcast_header"].format(as_of=m["as_of"], months=m["months"], terms=m["observed_terms"], run=m["run"],
-                                        draws=m["draws"], replications=m["replications"]),
+    lines = ["", t["nowcast_title"], report.nowcast_header(nc, lang),
              *[f"warning: {w}" for w in m.get("warnings", [])], "",
              report.nowcast_answer_display(nc, policy, lang).to_string(index=False), "",
-             t["nowcast_rounds"].format(rounds=len(nc["rounds"]) - 1, ess=m["ess"], beta=m["beta"])]
+             report.nowcast_rounds_text(nc, lang)]
     shown = report.nowcast_assumptions_display(nc, lang, top=8)
     if len(shown):
         lines += ["", t["nowcast_assumptions"], shown.to_string(index=False)]

@@ -30,14 +30,15 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
     ``scenarios``: each run's scenario name and its title in every language (``title_<lang>``)."""
     if len(run_dirs) < 1:
         raise FiscalsimError("compare needs at least one run folder")
-    loaded = [load(path) for path in run_dirs]
-    nowcast_dirs = [p for p, r in zip(run_dirs, loaded) if r.manifest.get("kind") == NOWCAST]
-    run_dirs = [p for p, r in zip(run_dirs, loaded) if r.manifest.get("kind") != NOWCAST]
-    if not run_dirs:  # nowcasts only: their runs are the scenarios compared
-        run_dirs = list(dict.fromkeys(load(p).manifest.get("run") for p in nowcast_dirs))
+    loaded = [(path, load(path)) for path in run_dirs]
+    nowcasts = [(p, r) for p, r in loaded if r.manifest.get("kind") == NOWCAST]
+    run_dirs = [p for p, r in loaded if r.manifest.get("kind") != NOWCAST]
+    runs = [r for _, r in loaded if r.manifest.get("kind") != NOWCAST]
+    if not runs:  # nowcasts only: their runs are the scenarios compared
+        run_dirs = list(dict.fromkeys(r.manifest.get("run") for _, r in nowcasts))
         if any(p in (None, "None") or not Path(p).is_dir() for p in run_dirs):
             raise FiscalsimError("the nowcasts' run folders cannot be found; give the run folders too")
-    runs = [load(path) for path in run_dirs]
+        runs = [load(path) for path in run_dirs]
     names = _names(runs, run_dirs)
     domain_rows, article_rows = [], []
     for name, path, run in zip(names, run_dirs, runs):
@@ -60,8 +61,8 @@ def compare(*run_dirs: str | Path) -> dict[str, pd.DataFrame]:
                                  for lang in language.LANGS}})
     out = {"domains": domains, "articles": articles.loc[order].reset_index(drop=True), "scenarios": scenarios}
     out.update(_years(runs, names))
-    if nowcast_dirs:
-        out["nowcasts"] = nowcasts_table(nowcast_dirs)
+    if nowcasts:
+        out["nowcasts"] = nowcasts_table(nowcasts)
     return out
 
 
@@ -69,12 +70,12 @@ NOWCAST = "fiscalsim nowcast"
 NOWCAST_COLUMNS = ("claims_mean", "p_overrun", "paid_p5", "paid_p50", "paid_p95", "p_runout")
 
 
-def nowcasts_table(paths) -> pd.DataFrame:
-    """Per nowcast folder and domain: the forecast at the run and now (year-end claims, P(overrun), year-end
-    payments P5-P95, P(the budget runs out)), the change, the date of the data and its weight (beta)."""
+def nowcasts_table(nowcasts) -> pd.DataFrame:
+    """Per nowcast (``(folder, loaded nowcast)`` pairs) and domain: the forecast at the run and now (year-end
+    claims, P(overrun), year-end payments P5-P95, P(the budget runs out)), the change, the date of the data
+    and its weight (beta)."""
     rows = []
-    for path in paths:
-        nc = load(path)
+    for path, nc in nowcasts:
         m = nc.manifest
         for r in nc["domains"].itertuples():
             rows.append({"nowcast": f"{m.get('scenario')} @ {m['as_of']}", "folder": str(path), "as_of": m["as_of"],
@@ -99,8 +100,9 @@ def nowcasts_display(tables: dict[str, pd.DataFrame], policy, lang: str) -> pd.D
         t["nowcast_as_of"]: n["nowcast"].to_numpy(),
         t["nowcast_claims_before"]: [yi(x) for x in n["prior_claims_mean"]],
         t["nowcast_claims_now"]: [yi(x) for x in n["claims_mean"]],
-        t["nowcast_paid_before"]: [f"{yi(a)}–{yi(b)}" for a, b in zip(n["prior_paid_p5"], n["prior_paid_p95"])],
-        t["nowcast_paid_now"]: [f"{yi(a)}–{yi(b)}" for a, b in zip(n["paid_p5"], n["paid_p95"])],
+        t["nowcast_paid_before"]: [report_module.interval_yi(a, b) for a, b in zip(n["prior_paid_p5"],
+                                                                                 n["prior_paid_p95"])],
+        t["nowcast_paid_now"]: [report_module.interval_yi(a, b) for a, b in zip(n["paid_p5"], n["paid_p95"])],
         t["nowcast_overrun"]: [f"{share(a)} → {share(b)}" for a, b in zip(n["prior_p_overrun"], n["p_overrun"])],
         f"{t['difference']}({points})" if language.chinese(lang) else f"{t['difference']} ({points})":
             [_points(x) for x in n["d_p_overrun"]],

@@ -37,7 +37,7 @@ class FirmTable:
     ids: np.ndarray | None = None
 
 
-def _rows_at(mask: np.ndarray, values: Any = None, first_row: int = 1) -> str:
+def rows_at(mask: np.ndarray, values: Any = None, first_row: int = 1) -> str:
     """'rows 3, 7 (values 'x', -1)': first offending data rows (the first data row is ``first_row``, 1 unless
     the table is a slice of a register), with their values."""
     where = np.flatnonzero(mask)
@@ -104,7 +104,7 @@ def firm_table(policy: Policy, data: Any, *, source: str = "<firm table>",
 
 def _check_column(attribute, raw, first_row: int = 1) -> tuple[np.ndarray, str]:
     def _rows(mask, values=None):
-        return _rows_at(mask, values, first_row)
+        return rows_at(mask, values, first_row)
     series = pd.Series(raw).reset_index(drop=True)
     if attribute.type == "bool" and (series.dtype == object or pd.api.types.is_string_dtype(series)):
         series = series.map(lambda v: {"true": 1, "false": 0}.get(v.strip().lower(), v)
@@ -276,11 +276,11 @@ def _canonical(frame: pd.DataFrame, headings: list[str], policy: Policy, path: P
     types = {a.name: a.type for a in policy.attributes}
     for name in out.columns:
         if name in types:
-            out[name] = [_clean(v, types[name]) for v in out[name]]
+            out[name] = [clean_cell(v, types[name]) for v in out[name]]
     return out
 
 
-def _clean(value: Any, kind: str) -> Any:
+def clean_cell(value: Any, kind: str) -> Any:
     """One cell as a number where a person would read one: full-width digits, thousands separators, 是/否."""
     import re
     import unicodedata

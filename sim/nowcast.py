@@ -52,7 +52,9 @@ import pandas as pd
 from scipy import special, stats
 
 from sim import assumptions as assumptions_module
+from sim.budget import claims_budget_frame
 from sim.errors import FirmTableError, FiscalsimError
+from sim.firms import clean_cell, read_table, rows_at
 
 MEASURES = ("applications", "claimed", "approvals", "approved", "paid")  # the columns of process_monthly
 COUNTS = ("applications", "approvals")
@@ -110,20 +112,16 @@ def parse_as_of(text: str | dt.date, year: int) -> tuple[dt.date, int]:
 
 
 def _number(value: Any) -> float | None:
-    """A cell as a number (full-width digits and thousands separators allowed); None where empty; NaN where
-    it is not a number."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    """A cell as a number (full-width digits and thousands separators allowed, as in a firm register); None
+    where empty; NaN where it is not a number."""
+    if isinstance(value, bool):
+        return float("nan")
+    cleaned = clean_cell(value, "float")
+    if isinstance(cleaned, float) and math.isnan(cleaned):
         return None
-    if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool):
-        return float(value)
-    text = unicodedata.normalize("NFKC", str(value)).strip()
-    if not text:
-        return None
-    if re.fullmatch(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?", text):
-        text = text.replace(",", "")
     try:
-        return float(text)
-    except ValueError:
+        return float(cleaned)
+    except (TypeError, ValueError):
         return float("nan")
 
 
@@ -137,16 +135,6 @@ def _month(value: Any, year: int) -> int | None:
     if not match or int(match.group(1)) != year or not 1 <= int(match.group(2)) <= 12:
         return None
     return int(match.group(2))
-
-
-def _rows(mask: np.ndarray, values: Any = None) -> str:
-    where = np.flatnonzero(mask)
-    text = "row" + ("s " if len(where) > 1 else " ") + ", ".join(str(i + 1) for i in where[:5])
-    if len(where) > 5:
-        text += f" and {len(where) - 5} more"
-    if values is not None:
-        text += " (" + ", ".join(repr(v) for v in np.asarray(values, dtype=object)[where[:5]]) + ")"
-    return text
 
 
 def check_observed(raw: pd.DataFrame, rule_ids: list[str], articles: list[int], year: int, as_of: str | dt.date,
@@ -199,7 +187,7 @@ def _keys(frame: pd.DataFrame, level: str, rule_ids: list[str], articles: list[i
         key = text.to_numpy(dtype=object)
         bad = ~np.isin(key, rule_ids)
         if bad.any():
-            problems.append(f"column rule: {_rows(bad, key)} name no rule of the model (rules: "
+            problems.append(f"column rule: {rows_at(bad, key)} name no rule of the model (rules: "
                             f"{', '.join(rule_ids[:6])}, ...; `fiscalsim policy` lists them)")
         return key
     numbers = [_number(v) for v in text]
@@ -207,7 +195,7 @@ def _keys(frame: pd.DataFrame, level: str, rule_ids: list[str], articles: list[i
                    dtype=np.int64)
     bad = ~np.isin(key, articles)
     if bad.any():
-        problems.append(f"column article: {_rows(bad, text)} name no article with award rules (articles: "
+        problems.append(f"column article: {rows_at(bad, text)} name no article with award rules (articles: "
                         f"{', '.join(map(str, articles))})")
     return key
 
@@ -216,10 +204,10 @@ def _months(column: pd.Series, year: int, date: dt.date, months: int, problems: 
     month = np.array([_month(v, year) for v in column], dtype=object)
     bad = np.array([m is None for m in month], dtype=bool)
     if bad.any():
-        problems.append(f"column month: {_rows(bad, column)} are not months of {year} (write {year}-06 or 6)")
+        problems.append(f"column month: {rows_at(bad, column)} are not months of {year} (write {year}-06 or 6)")
     late = np.array([m is not None and m > months for m in month], dtype=bool)
     if late.any():
-        problems.append(f"column month: {_rows(late, column)} lie beyond the as-of date {date.isoformat()} "
+        problems.append(f"column month: {rows_at(late, column)} lie beyond the as-of date {date.isoformat()} "
                         f"(complete months to then: {months}); give a later --as-of or drop those rows")
     return np.where(bad, 0, month)
 
@@ -240,7 +228,7 @@ def _measure(frame: pd.DataFrame, measure: str, problems: list[str]) -> np.ndarr
               (np.isinf(x), x, "are not finite")]
     for mask, shown, what in checks:
         if mask.any():
-            problems.append(f"column {measure}: {_rows(mask, shown)} {what}")
+            problems.append(f"column {measure}: {rows_at(mask, shown)} {what}")
     return x
 
 
@@ -249,7 +237,7 @@ def _consistent(out: pd.DataFrame, level: str, problems: list[str]) -> None:
     claimed or more paid than approved to date, a measure given for some months of a key only."""
     dup = out.duplicated(["key", "month"], keep=False).to_numpy()
     if dup.any():
-        problems.append(f"{_rows(dup)} repeat a {level} and month; give each once")
+        problems.append(f"{rows_at(dup)} repeat a {level} and month; give each once")
     apps, claimed = out["applications"].to_numpy(), out["claimed"].to_numpy()
     base = np.where(out["approved"].notna(), _to_date(out, "approved"), _to_date(out, "claimed"))
     pairs = [("claimed", (apps == 0) & (claimed > 0), "claim money with no applications"),
@@ -264,12 +252,12 @@ def _consistent(out: pd.DataFrame, level: str, problems: list[str]) -> None:
               "more paid to date than approved (or, where approvals are not given, claimed) to date (萬元)")]
     for column, mask, what in pairs:
         if mask.any():
-            problems.append(f"column {column}: {_rows(mask)} report {what}")
+            problems.append(f"column {column}: {rows_at(mask)} report {what}")
     for measure in MEASURES[2:]:
         given = out[measure].notna()
         partial = given.groupby(out["key"]).transform(lambda g: g.any() and not g.all()).to_numpy(dtype=bool)
         if partial.any():
-            problems.append(f"column {measure}: {_rows(partial & ~given.to_numpy())} are empty while other months of "
+            problems.append(f"column {measure}: {rows_at(partial & ~given.to_numpy())} are empty while other months of "
                             f"the same {level} give it; give it for every month of a {level} or for none")
 
 
@@ -283,10 +271,8 @@ def _to_date(frame: pd.DataFrame, measure: str) -> np.ndarray:
 def read_observed(path: str | Path, rule_ids: list[str], articles: list[int], year: int,
                   as_of: str | dt.date) -> Observed:
     """Read and check an observed table (CSV in UTF-8 or GBK, Excel .xlsx, or Parquet)."""
-    from sim import firms
-
     try:
-        raw = firms.read_table(path)
+        raw = read_table(path)
     except FirmTableError as exc:
         raise NowcastError(str(exc).replace("a register", "an observed table")) from None
     return check_observed(raw, rule_ids, articles, year, as_of, str(path))
@@ -365,8 +351,7 @@ def ensemble_of(tables: dict[str, pd.DataFrame], rule_ids: list[str], domains: l
     cash_domains = list(dict.fromkeys(cash["domain"]))
     paid = cash["paid"].to_numpy(dtype=float).reshape(reps, len(cash_domains), 12)[:, [cash_domains.index(d)
                                                                                        for d in domains]]
-    budgets = (tables["budgets"].pivot(index="replication", columns="domain", values="claims_budget")
-               .reindex(index=range(reps), columns=domains).to_numpy(dtype=float))
+    budgets = claims_budget_frame(tables["budgets"], domains, range(reps)).to_numpy(dtype=float)
     runout = (tables["process_runout"].pivot(index="replication", columns="domain", values="runout_day")
               .reindex(index=range(reps), columns=domains).to_numpy(dtype=float))
     draw = np.asarray(draw_of[:reps], dtype=np.int64)
@@ -546,7 +531,7 @@ def cell_terms(ensemble: Ensemble, keys: Keys, cube: np.ndarray, months: int, sp
     z_obs = np.log(np.where(has, totals[:, 1], 1.0) / np.maximum(n_obs, 1))
     z_sim = np.log(np.where(a_draw > 0, a_draw, 1.0))
     z = np.where(a_draw > 0, (z_obs[None] - z_sim) / np.sqrt(var_log), np.inf)
-    ll = np.where(np.isfinite(z), -0.5 * z ** 2 - 0.5 * np.log(2 * np.pi * var_log), -np.inf)
+    ll = np.where(np.isfinite(z), stats.norm.logpdf(z_obs[None], z_sim, np.sqrt(var_log)), -np.inf)
     add("claimed", has, ll, np.where(np.isfinite(z), 2 * stats.norm.sf(np.abs(z)), 0.0))
 
     # approvals to date: Poisson on the applications observed, at the draw's approvals per application
@@ -569,7 +554,7 @@ def cell_terms(ensemble: Ensemble, keys: Keys, cube: np.ndarray, months: int, sp
     var_p = mu_p * a_draw * np.exp(s2) * inflate + (tau * mu_p) ** 2 + PAID_FLOOR
     yp = totals[:, 4]
     zp = (yp[None] - mu_p) / np.sqrt(var_p)
-    add("paid", reported[:, 4], -0.5 * zp ** 2 - 0.5 * np.log(2 * np.pi * var_p), 2 * stats.norm.sf(np.abs(zp)))
+    add("paid", reported[:, 4], stats.norm.logpdf(yp[None], mu_p, np.sqrt(var_p)), 2 * stats.norm.sf(np.abs(zp)))
 
     loglik = np.concatenate(terms, axis=1)
     cells = pd.concat(labels, ignore_index=True)
@@ -852,28 +837,25 @@ def _delta(ensemble: Ensemble, keys: Keys, cube: np.ndarray, months: int, measur
     """(replications, rules): observed to date less simulated to date, per key where the measure is reported
     for every month with applications to date, shared over the key's rules."""
     c = MEASURES.index(measure)
-    values = cube[:, :months, c]
-    reported = ~np.isnan(values).all(axis=1)
-    observed = np.nansum(values, axis=1)
+    totals, reported = to_date(cube, months)
     simulated = ensemble.monthly[:, :, :months, c].sum(axis=2)  # (reps, rules)
     out = np.zeros_like(simulated)
-    for k in np.flatnonzero(reported):
+    for k in np.flatnonzero(reported[:, c]):
         members = keys.matrix[k] > 0
         sim = simulated[:, members]
-        total = sim.sum(axis=1, keepdims=True)
-        share = np.where(total > 0, sim / np.where(total > 0, total, 1.0), 1.0 / members.sum())
-        out[:, members] += (observed[k] - total) * share
+        out[:, members] += (totals[k, c] - sim.sum(axis=1, keepdims=True)) * _shares(sim)
     return out
 
 
-@dataclass
-class Nowcast:
-    """Everything a nowcast found: its tables and the facts of its making."""
+def _shares(parts: np.ndarray) -> np.ndarray:
+    """Each column's share of its row's total (replications x rules of a key), equal shares where the row
+    has none: how a key's money is split over its rules.
 
-    tables: dict[str, pd.DataFrame]
-    ess: float
-    rounds: list[dict]
-    warnings: list[str] = field(default_factory=list)
+    >>> _shares(np.array([[1.0, 3.0], [0.0, 0.0]])).tolist()
+    [[0.25, 0.75], [0.5, 0.5]]
+    """
+    total = parts.sum(axis=1, keepdims=True)
+    return np.where(total > 0, parts / np.where(total > 0, total, 1.0), 1.0 / parts.shape[1])
 
 
 QUANTILES = (0.05, 0.5, 0.95)
@@ -907,6 +889,21 @@ class Frame:
     domains: list[str]
     domain_of: np.ndarray  # (rules,) index into domains
     year: int
+
+
+def claimed_to_date(observed: Observed, frame: Frame) -> dict[str, float]:
+    """Claimed to date (萬元) per observed key, and per article and domain whose every key was observed."""
+    claimed = observed.frame.groupby("key")["claimed"].sum()
+    out = {str(k): float(v) for k, v in claimed.items()}
+    groups = [(str(a), [r for r in frame.rule_ids if frame.article_of[r] == a])
+              for a in sorted(set(frame.article_of.values()))] if observed.level == "rule" else []
+    groups += [(d, [frame.rule_ids[i] for i in np.flatnonzero(frame.domain_of == j)])
+               for j, d in enumerate(frame.domains)]
+    for name, members in groups:
+        wanted = members if observed.level == "rule" else sorted({frame.article_of[r] for r in members})
+        if all(k in claimed.index for k in wanted):
+            out[name] = float(sum(claimed[k] for k in wanted))
+    return out
 
 
 def claims_table(prior: Posterior, posts: list[Posterior], frame: Frame, observed_to_date: dict[str, float]
@@ -1038,9 +1035,7 @@ def _adjusted(ensemble, keys, cube, months, domain_of, weights, claims, paid):
         if log_after is log_before:  # nothing to adjust to (no spread in the summaries): leave the claims alone
             continue
         after = np.maximum(np.expm1(log_after), totals[k, 1])  # the year's claims are at least those to date
-        share = np.where(before[:, None] > 0, claims[:, members] / np.where(before > 0, before, 1.0)[:, None],
-                         1.0 / members.sum())
-        claims[:, members] = after[:, None] * share
+        claims[:, members] = after[:, None] * _shares(claims[:, members])
     for d in range(paid.shape[1]):
         in_domain = (keys.matrix[:, domain_of == d] > 0).any(axis=1)
         columns = []
@@ -1082,14 +1077,17 @@ def domain_posteriors(ensemble: Ensemble, terms: CellTerms, keys: Keys, cube: np
 
 
 def narrowing_table(ensemble: Ensemble, log_q: np.ndarray, keys: Keys, cube: np.ndarray, months: int,
-                    frame: Frame, target: float) -> pd.DataFrame:
+                    frame: Frame, target: float, final: tuple[list[Posterior], pd.DataFrame]) -> pd.DataFrame:
     """How each further month of data narrowed the year-end interval of each domain's claims and payments:
-    the nowcast with the first m months only (m = 1 .. months), after the run's own forecast (m = 0)."""
+    the nowcast with the first m months only (m = 1 .. months; ``final``: the domains' posteriors with all of
+    them, :func:`domain_posteriors`), after the run's own forecast (m = 0)."""
     rows = []
     for m in range(months + 1):
         part = cube.copy()
         part[:, m:, :] = np.nan
-        if m == 0:  # the run's own forecast
+        if m == months and m > 0:
+            posts, facts = final
+        elif m == 0:  # the run's own forecast
             posts = [prior_of(ensemble, frame.domain_of)] * len(frame.domains)
             own = np.where(ensemble.source == 0, 0.0, -np.inf)
             facts = pd.DataFrame({"beta": 1.0, "ess": ess(log_weights(own, np.zeros(ensemble.draws)))},

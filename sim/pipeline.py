@@ -749,15 +749,21 @@ def nowcast_ensemble(run: results.Run, policy) -> Any:
     return nowcast_module.ensemble_of(run.tables, list(policy.rule_ids), list(policy.domain_keys), draw_of, u)
 
 
-def _fresh_draws(run: results.Run, rows: np.ndarray, round_: int, per_draw: int, executor, progress):
-    """Fresh replications of the run's model at the assumption draws ``rows`` (uniforms per group): claims and
-    the SimPy year, on the run's executor, from the round's own seed stream."""
-    from sim import nowcast as nowcast_module
-
+def _run_models(run: results.Run) -> tuple:
+    """(policy, population spec, drawn, process model) of a finished run, built once for a nowcast."""
     policy, spec, drawn = rebuilt(run)
-    fresh = assumptions_module.Drawn(drawn.data, drawn.assumptions, rows, per_draw, drawn.source_text, drawn.origin)
     process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
                                                      f"{run.path}/process.json")
+    return policy, spec, drawn, process_model
+
+
+def _fresh_draws(run: results.Run, models: tuple, rows: np.ndarray, round_: int, per_draw: int, executor, progress):
+    """Fresh replications of the run's model (``models``: :func:`_run_models`) at the assumption draws ``rows``
+    (uniforms per group): claims and the SimPy year, on the run's executor, from the round's own seed stream."""
+    from sim import nowcast as nowcast_module
+
+    policy, spec, drawn, process_model = models
+    fresh = assumptions_module.Drawn(drawn.data, drawn.assumptions, rows, per_draw, drawn.source_text, drawn.origin)
     seed, _ = nowcast_module.round_seed(int(run.manifest["seed"]), round_)
     settings = run.manifest["settings"]
     count = len(rows) * per_draw
@@ -790,7 +796,8 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     if out is not None:
         results.check_target(out, force)
     executor = executor or Serial()
-    policy = run.policy()
+    models = _run_models(run)
+    policy = models[0]
     frame = _nowcast_frame(policy)
     articles = sorted(set(frame.article_of.values()))
     if isinstance(observed, pd.DataFrame):
@@ -802,8 +809,8 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     cube = nowcast_module.observed_cube(seen, keys)
     spread = nowcast_module.spread_of(ensemble, keys, seen.months)
     nowcast_module.check_possible(ensemble, cube, keys, spread, seen, frame.year)
-    reaches, group_keys = _reaches(run, policy, frame) if ensemble.u.shape[1] else ([], ())
-    state = _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress)
+    reaches, group_keys = _reaches(models, frame) if ensemble.u.shape[1] else ([], ())
+    state = _nowcast_rounds(run, models, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress)
     ensemble, terms, log_q, target, beta, log_w, values, weights, facts, rounds = state
     warnings = []
     if beta < 1.0:
@@ -821,7 +828,7 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
                         f"({settings.min_ess:g}) is more than half of them; run with more replications")
     tables = nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, target, detail)
     if reaches:
-        found = nowcast_module.assumptions_table(_numbers(run), group_keys, values, weights)
+        found = nowcast_module.assumptions_table(models[2].assumptions.numbers, group_keys, values, weights)
         tables["assumptions"] = found.merge(facts.assign(group=list(group_keys)), on="group", how="left")
         tables["weights"] = pd.concat([tables["weights"], pd.DataFrame(ensemble.u, columns=[
             f"u:{k}" for k in group_keys])], axis=1)
@@ -851,7 +858,8 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     return results.load(path)
 
 
-def _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress) -> tuple:
+def _nowcast_rounds(run, models, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress
+                    ) -> tuple:
     """Weigh the draws; while the data cannot be given their full weight (beta < 1), add a round of fresh
     draws near each group's posterior and weigh again (population Monte Carlo, balance-heuristic weights).
     Returns the final (ensemble, terms, log q, target ESS, beta, log weights, group values, group weights,
@@ -865,7 +873,7 @@ def _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, 
         if g:
             proposal = nowcast_module.Proposal.of(values, weights)
             _, rng = nowcast_module.round_seed(int(run.manifest["seed"]), g)
-            ensemble = ensemble.joined(_fresh_draws(run, proposal.sample(settings.fresh, rng), g,
+            ensemble = ensemble.joined(_fresh_draws(run, models, proposal.sample(settings.fresh, rng), g,
                                                     settings.fresh_per_draw, executor, progress))
             sizes.append(settings.fresh)
             proposals.append(proposal)
@@ -884,17 +892,12 @@ def _nowcast_rounds(run, ensemble, keys, cube, seen, spread, reaches, settings, 
     return ensemble, terms, log_q, target, beta, log_w, values, weights, facts, rounds
 
 
-def _numbers(run: results.Run) -> tuple:
-    return rebuilt(run)[2].assumptions.numbers
-
-
-def _reaches(run: results.Run, policy, frame) -> tuple[list[np.ndarray], tuple[str, ...]]:
-    """Per assumption group of the run, the mask of the rules its numbers move."""
+def _reaches(models: tuple, frame) -> tuple[list[np.ndarray], tuple[str, ...]]:
+    """Per assumption group of the run (``models``: :func:`_run_models`), the mask of the rules its numbers
+    move."""
     from sim import nowcast as nowcast_module
 
-    _, spec, drawn = rebuilt(run)
-    process_model = process_module.process_from_dict(json.loads(run.text("process.json")), policy,
-                                                     f"{run.path}/process.json")
+    policy, spec, drawn, process_model = models
     touched = nowcast_module.group_reach(drawn.assumptions, policy, spec, process_model)
     keys = drawn.assumptions.keys
     return [np.isin(frame.rule_ids, sorted(touched[k])) for k in keys], keys
@@ -907,21 +910,9 @@ def nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, targe
 
     prior = nowcast_module.prior_of(ensemble, frame.domain_of)
     posts, local = nowcast_module.domain_posteriors(ensemble, terms, keys, cube, seen.months, frame, log_q, target)
-    claimed = seen.frame.groupby("key")["claimed"].sum()
-    to_date = {str(k): float(v) for k, v in claimed.items()}
-    if seen.level == "rule":
-        for a in sorted(set(frame.article_of.values())):
-            members = [r for r in frame.rule_ids if frame.article_of[r] == a]
-            if all(r in claimed.index for r in members):
-                to_date[str(a)] = float(sum(claimed[r] for r in members))
-    for d in frame.domains:
-        members = [frame.rule_ids[i] for i in np.flatnonzero(frame.domain_of == frame.domains.index(d))]
-        keys_of_domain = members if seen.level == "rule" else sorted({frame.article_of[r] for r in members})
-        if all(k in claimed.index for k in keys_of_domain):
-            to_date[d] = float(sum(claimed[k] for k in keys_of_domain))
     draw_weights = np.exp(log_w)
     tables = {
-        "claims": nowcast_module.claims_table(prior, posts, frame, to_date),
+        "claims": nowcast_module.claims_table(prior, posts, frame, nowcast_module.claimed_to_date(seen, frame)),
         "domains": nowcast_module.domains_table(prior, posts, frame, frame.year).merge(local, on="domain"),
         "observed": seen.frame.assign(key=seen.frame["key"].astype(str)),
         "weights": pd.DataFrame({"draw": np.arange(ensemble.draws), "round": ensemble.source,
@@ -929,7 +920,8 @@ def nowcast_tables(frame, seen, ensemble, keys, cube, terms, log_w, log_q, targe
                                  "log_proposal": log_q, "weight": draw_weights}),
     }
     if detail:
-        tables["narrowing"] = nowcast_module.narrowing_table(ensemble, log_q, keys, cube, seen.months, frame, target)
+        tables["narrowing"] = nowcast_module.narrowing_table(ensemble, log_q, keys, cube, seen.months, frame, target,
+                                                             (posts, local))
         tables["fit"] = nowcast_module.fit_table(ensemble, terms, keys, seen.months, draw_weights)
     return tables
 

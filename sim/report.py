@@ -1017,7 +1017,12 @@ def nowcast_domains_table(nc: Run) -> pd.DataFrame:
     return nc["domains"]
 
 
-def _interval(low: float, high: float) -> str:
+def interval_yi(low: float, high: float) -> str:
+    """An interval of 萬元 written in 億元, as the nowcast's tables show it.
+
+    >>> interval_yi(39452.0, 95769.0)
+    '3.95–9.58'
+    """
     return f"{yi(low)}–{yi(high)}"
 
 
@@ -1031,9 +1036,9 @@ def nowcast_answer_display(nc: Run, policy: Policy, lang: str) -> pd.DataFrame:
         t["nowcast_domain"]: [domain_name(policy, r.domain, lang) for r in rows],
         t["nowcast_budget"]: [yi(r.claims_budget) for r in rows],
         t["nowcast_claims_before"]: [yi(r.prior_claims_mean) for r in rows],
-        t["nowcast_claims_now"]: [f"{yi(r.claims_mean)} ({_interval(r.claims_p5, r.claims_p95)})" for r in rows],
-        t["nowcast_paid_before"]: [_interval(r.prior_paid_p5, r.prior_paid_p95) for r in rows],
-        t["nowcast_paid_now"]: [_interval(r.paid_p5, r.paid_p95) for r in rows],
+        t["nowcast_claims_now"]: [f"{yi(r.claims_mean)} ({interval_yi(r.claims_p5, r.claims_p95)})" for r in rows],
+        t["nowcast_paid_before"]: [interval_yi(r.prior_paid_p5, r.prior_paid_p95) for r in rows],
+        t["nowcast_paid_now"]: [interval_yi(r.paid_p5, r.paid_p95) for r in rows],
         t["nowcast_overrun"]: [f"{share(r.prior_p_overrun)} → {share(r.p_overrun)}" for r in rows],
         t["nowcast_runout"]: [share(r.p_runout) + (f" ({r.runout_date_p50})" if r.runout_date_p50 and r.p_runout >=
                                                    RUNOUT_SHOWN else "") for r in rows],
@@ -1144,13 +1149,26 @@ def _nowcast_figures(nc: Run, policy: Policy, lang: str) -> dict[str, bytes]:
     return pngs
 
 
+def nowcast_header(nc: Run, lang: str) -> str:
+    """The nowcast in one line: as of when, how much was observed, which run, how many draws."""
+    m = nc.manifest
+    return language.labels(lang)["nowcast_header"].format(
+        as_of=m["as_of"], months=m["months"], terms=m["observed_terms"], run=m["run"], draws=m["draws"],
+        replications=m["replications"])
+
+
+def nowcast_rounds_text(nc: Run, lang: str) -> str:
+    """The rounds of fresh draws, the effective sample size and the weight of the data, in one line."""
+    m = nc.manifest
+    return language.labels(lang)["nowcast_rounds"].format(rounds=len(nc["rounds"]) - 1, ess=m["ess"],
+                                                          beta=m["beta"])
+
+
 def nowcast_html(nc: Run, policy: Policy, lang: str, pngs: dict[str, bytes]) -> str:
     """The nowcast section: the answer per domain, how each month narrowed it, the assumptions, the fit."""
     t = language.labels(lang)
     m = nc.manifest
-    header = t["nowcast_header"].format(as_of=m["as_of"], months=m["months"], terms=m["observed_terms"],
-                                        run=m["run"], draws=m["draws"], replications=m["replications"])
-    rounds = t["nowcast_rounds"].format(rounds=len(nc["rounds"]) - 1, ess=m["ess"], beta=m["beta"])
+    header, rounds = nowcast_header(nc, lang), nowcast_rounds_text(nc, lang)
     warnings = "".join(f"<li>{html.escape(w)}</li>" for w in m.get("warnings", []))
     parts = [f"<h2>{html.escape(t['nowcast_title'])}</h2><p>{html.escape(header)}</p>",
              f"<p>{html.escape(t['nowcast_intro'])}</p>", table_html(nowcast_answer_display(nc, policy, lang)),
