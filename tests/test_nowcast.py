@@ -329,6 +329,14 @@ def test_article_level_observations(prior):
     claimed = by_rule.assign(article=by_rule["rule"].map(articles)).groupby("article")["claimed"].sum()
     table = a["claims"][a["claims"]["level"] == "article"].set_index("key")
     assert np.allclose(table.loc[[str(k) for k in claimed.index], "claimed_to_date"], claimed.to_numpy())
+    # observed rule by rule, an article's and a domain's claimed to date are their rules' sums
+    domain_of = {r.id: r.domain for r in model.rules}
+    by_domain = by_rule.assign(domain=by_rule["rule"].map(domain_of)).groupby("domain")["claimed"].sum()
+    rows = r["claims"].set_index(["level", "key"])
+    for domain, claimed_sum in by_domain.items():
+        assert rows.loc[("domain", domain), "claimed_to_date"] == pytest.approx(claimed_sum)
+    for article, claimed_sum in claimed.items():
+        assert rows.loc[("article", str(article)), "claimed_to_date"] == pytest.approx(claimed_sum)
     # both see the same money to date: the domains' year-end claims agree within their intervals
     da, dr = a["domains"].set_index("domain"), r["domains"].set_index("domain")
     assert ((da["claims_mean"] >= dr["claims_p5"] * 0.9) & (da["claims_mean"] <= dr["claims_p95"] * 1.1)).all()
