@@ -234,6 +234,18 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
     return TaskOutput(totals, out, model.budgets, join_kept(kept) if keep_rules else None)
 
 
+def population_totals(models: Sequence[Model], seed: int, replication: int) -> list[list[BlockTotals]]:
+    """Block totals of several models that draw the same claimants (the same population spec values, money
+    as drawn): each block drawn once from the first model and evaluated under every model's rules."""
+    first = models[0]
+    out: list[list[BlockTotals]] = [[] for _ in models]
+    for segment, block_index, m in first.plan:
+        block = pop.draw_block(first.spec, seed, replication, segment, block_index, m)
+        for model, totals in zip(models, out, strict=True):
+            totals.append(block_totals(model.policy, block, compiled=model.compiled))
+    return out
+
+
 def join_kept(parts: Sequence[Kept]) -> Kept:
     return Kept(np.concatenate([p.rule for p in parts] or [np.zeros(0, np.int64)]),
                 np.concatenate([p.award for p in parts] or [np.zeros(0)]),

@@ -28,6 +28,7 @@ import contextlib
 import datetime as dt
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -37,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from sim import assumptions as assumptions_module
-from sim import budget, headline, language, montecarlo, population, results, sensitivity
+from sim import budget, executors, headline, language, montecarlo, population, results, sensitivity
 from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
@@ -68,6 +69,7 @@ class Settings:
     level: float = 0.95  # CVaR level of the budget LPs
     tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
     solver: str = "cbc"
+    process_engine: str = "auto"  # "auto": the queue recursion, SimPy where it cannot be sure; "simpy": SimPy always
     lang: str = language.DEFAULT
     years: tuple[int, ...] = ()  # a multi-year horizon (consecutive years, the model's first); () or one: one year
 
@@ -99,6 +101,9 @@ class Settings:
             problems.append(f"level must lie in [0, 1), got {self.level}")
         if self.tolerance is not None and not self.tolerance >= 0:
             problems.append(f"tolerance must be >= 0 萬元, got {self.tolerance}")
+        if self.process_engine not in process_module.ENGINES:
+            problems.append(f"process engine must be one of {', '.join(process_module.ENGINES)}, "
+                            f"got {self.process_engine!r}")
         if self.solver not in budget.SOLVERS:
             problems.append(f"solver must be one of {', '.join(budget.SOLVERS)}, got {self.solver!r}")
         if "report" in self.stages and not {"process", "budget"} <= set(self.stages):
@@ -141,6 +146,7 @@ class Context:
     years: Any = None  # sim.years.YearsModel of a multi-year run
     year_values: Any = None  # sim.years.YearsValues: its numbers per assumption draw
     year_claims: list = field(default_factory=list)  # per replication of the process stage: per year (rules, amounts)
+    process_engines: dict = field(default_factory=dict)  # replications of the process stage per engine that ran them
 
     @contextlib.contextmanager
     def timed(self, stage: str):
@@ -163,7 +169,7 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
         chosen = scenario_module.load(scenario, allow_outside=allow_outside)
     policy, spec = scenario_module.apply(chosen)
     process_model = scenario_module.apply_process(chosen, policy)
-    ctx = Context(chosen, policy, spec, process_model, settings, executor or Serial(), progress)
+    ctx = Context(chosen, policy, spec, process_model, settings, executor or executors.local(), progress)
     if not chosen.is_baseline:
         ctx.warnings = scenario_module.warnings_of(chosen, policy, policy_module.load(chosen.model))
     groups = assumptions_module.load_groups(chosen.model)
@@ -301,11 +307,12 @@ def _check_finite(rules: pd.DataFrame) -> None:
 def process_task(shared: tuple, item: tuple[int, montecarlo.Claims]) -> process_module.ProcessSummary:
     """One replication's claims through the SimPy year (run on the executor), on the process model of the
     replication's assumption draw."""
-    model, seed, rule_map, drawn = shared
+    model, seed, rule_map, drawn, engine = shared
     replication, claims = item
     if drawn is not None:
         model = _drawn_process(drawn, drawn.draw_of(replication))
-    return process_module.simulate((rule_map[claims.rule], claims.amount), model, seed, replication).summary()
+    return process_module.simulate((rule_map[claims.rule], claims.amount), model, seed, replication,
+                                   engine=engine).summary()
 
 
 _PROCESS_CACHE: dict = {}
@@ -325,7 +332,7 @@ def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
     the year before left unpaid (approved but not paid, or deferred when the budget ran out) paid first.
     Per year: the summary, and the carried amounts in and out per domain.  The first year is the one-year
     run's process year, bit for bit."""
-    model, seed, rule_map, drawn, years, values, calendar = shared
+    model, seed, rule_map, drawn, years, values, calendar, engine = shared
     replication, per_year = item
     if drawn is not None:
         model = _drawn_process(drawn, drawn.draw_of(replication))
@@ -337,7 +344,7 @@ def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
             d: b * years_module.budget_factor(years, values, calendar[k], calendar[0], d, replication)
             for d, b in model.budgets.items()}
         result = process_module.simulate((rule_map[rules], amounts), model, years_module.year_seed(seed, k),
-                                         replication, budgets=budgets, carried=carried)
+                                         replication, budgets=budgets, carried=carried, engine=engine)
         a = result.apps
         left = a.parts["unpaid"] + a.parts["deferred"]
         mask = left > 0
@@ -355,15 +362,16 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     with ctx.timed("process"):
         bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
         if ctx.years is None:
-            summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn),
+            summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn, s.process_engine),
                                          list(enumerate(result.claims)), progress=bar)
         else:
-            shared = (model, s.seed, rule_map, ctx.drawn, ctx.years, ctx.year_values, s.years)
+            shared = (model, s.seed, rule_map, ctx.drawn, ctx.years, ctx.year_values, s.years, s.process_engine)
             per_year = ctx.executor.map(years_process_task, shared, list(enumerate(ctx.year_claims)), progress=bar)
             summaries = [years[0][0] for years in per_year]
             ctx.tables["years_process"] = _years_process_table(per_year, list(ctx.policy.domain_keys), s.years)
         bar(None)
         ctx.tables.update(process_module.summarise(summaries, model))
+        ctx.process_engines = dict(Counter(summary.engine for summary in summaries))
         ctx.tables["process_bureaus"] = pd.DataFrame([
             {"bureau": b.name, "name_en": b.name_en, "reviewers": b.reviewers, "review_days": b.review_days}
             for b in model.bureaus.values()])
@@ -619,7 +627,8 @@ def manifest(ctx: Context) -> dict[str, Any]:
         "warnings": ctx.warnings,
     }
     if "process" in s.stages:
-        out.update(process_replications=s.process_count, exhaustion=ctx.process_model.exhaustion)
+        out.update(process_replications=s.process_count, exhaustion=ctx.process_model.exhaustion,
+                   process_engines=ctx.process_engines)
     if ctx.years is not None:
         out.update(years=list(s.years), renewed=ctx.years.renewed)
     return out
@@ -795,7 +804,7 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     settings.check()
     if out is not None:
         results.check_target(out, force)
-    executor = executor or Serial()
+    executor = executor or executors.local()
     models = _run_models(run)
     policy = models[0]
     frame = _nowcast_frame(policy)

@@ -123,22 +123,84 @@ class SobolJob:
     replications: np.ndarray  # the replication number of each row (the aleatory column)
 
 
-def evaluate_row(job: SobolJob, row: int) -> tuple[np.ndarray, np.ndarray]:
-    """District-paid claims and claims budgets per domain for one design row (its assumptions, its population)."""
-    policy, spec, _ = job.drawn.build(row)
-    model = montecarlo.Model(policy, spec, spec.counts(job.n, job.scale))
-    output = montecarlo.model_task(model, job.seed, int(job.replications[row]))
-    totals = montecarlo.combine(output.totals or [montecarlo.empty_totals(policy)])
-    domains = np.array([r.domain for r in policy.rules])
-    per_domain = np.array([math.fsum(totals.district[domains == d]) for d in policy.domain_keys])
-    return per_domain, output.budgets
+def kinds(assumptions: assumptions_module.Assumptions) -> dict[str, str]:
+    """What each assumption group changes: ``population`` (the claimants drawn), ``claims`` (the award
+    rules' numbers), ``budget`` (claims budgets only) or ``process`` (the SimPy year only)."""
+    out = {}
+    for key in assumptions.keys:
+        files = {(m.file, _is_budget(m)) for m in assumptions.members(key)}
+        out[key] = ("population" if any(f == "population" for f, _ in files) else
+                    "claims" if ("policy", False) in files else "budget" if files & {("policy", True)} else "process")
+    return out
+
+
+def _is_budget(number) -> bool:
+    return number.path[0] == "domains" and number.path[2:] == ("claims_budget", "value")
+
+
+def shared_draws(rows: np.ndarray, replications: np.ndarray, kind: dict[str, str], keys: tuple[str, ...]
+                 ) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """Design rows that draw the same claimants (same replication number and population assumptions) and,
+    among them, those with the same claims (same award-rule numbers too).
+
+    Returns one tuple per population to draw: a representative row for each distinct set of claims on it;
+    and for every row, the representative whose claims it has.  A row that differs from another only in a
+    budget or process assumption (Saltelli's ``AB_i`` for such a group) has that row's claims exactly.
+    """
+    population = [k for k, key in enumerate(keys) if kind[key] == "population"]
+    claims = [k for k, key in enumerate(keys) if kind[key] == "claims"]
+    by_population: dict[tuple, dict[tuple, int]] = {}
+    representative = np.empty(len(rows), dtype=np.int64)
+    for r, (row, replication) in enumerate(zip(rows, replications, strict=True)):
+        people = (int(replication), *row[population].tolist())
+        claims_on = by_population.setdefault(people, {})
+        representative[r] = claims_on.setdefault(tuple(row[claims].tolist()), r)
+    return [tuple(c.values()) for c in by_population.values()], representative
+
+
+def evaluate_population(job: SobolJob, rows: tuple[int, ...]) -> list[np.ndarray]:
+    """District-paid claims per domain of design rows that share their claimants: the population of the first
+    drawn once, block by block, and every row's award rules applied to each block."""
+    models = []
+    for row in rows:
+        policy, spec, _ = job.drawn.build(row)
+        models.append(montecarlo.Model(policy, spec, spec.counts(job.n, job.scale)))
+    replication = int(job.replications[rows[0]])
+    totals = montecarlo.population_totals(models, job.seed, replication)
+    out = []
+    for model, parts in zip(models, totals, strict=True):
+        combined = montecarlo.combine(parts or [montecarlo.empty_totals(model.policy)])
+        domains = np.array([r.domain for r in model.policy.rules])
+        out.append(np.array([math.fsum(combined.district[domains == d]) for d in model.policy.domain_keys]))
+    return out
+
+
+def row_budgets(drawn: assumptions_module.Drawn, policy, rows: np.ndarray) -> np.ndarray:
+    """Every design row's claims budget per domain (萬元): the scenario's, with the budget assumptions set to
+    each row's draw (what building the row's policy would give, without building it)."""
+    domains = list(policy.domain_keys)
+    budgets = np.tile([d.claims_budget.value for d in policy.domains], (len(rows), 1)).astype(np.float64)
+    index = {key: k for k, key in enumerate(drawn.assumptions.keys)}
+    for number in drawn.assumptions.numbers:
+        if number.file == "policy" and _is_budget(number):
+            column = domains.index(number.path[1])
+            group = index[number.uncertainty.group]
+            for r, row in enumerate(rows):
+                value = assumptions_module.quantile(number.uncertainty, number.point, float(row[group]))
+                budgets[r, column] = float(assumptions_module.changed(number, value))
+    return budgets
 
 
 def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_samples: int, n: int | None = None,
             scale: float = 1.0, executor=None, progress: bool | Callable = False,
             resamples: int = 500) -> dict[str, pd.DataFrame]:
     """Sobol indices of every domain's claims, shortfall and overrun over the assumption groups and the
-    population draw; tables ``sobol_indices`` and ``sobol_outputs`` (the evaluations)."""
+    population draw; tables ``sobol_indices`` and ``sobol_outputs`` (the evaluations).
+
+    Rows of the design that share their claimants draw them once (:func:`shared_draws`): a row that changes
+    only award-rule numbers applies its rules to the same blocks, one that changes only budgets or the
+    process reuses the claims outright.  The evaluations are those of every row on its own, bit for bit.
+    """
     from sim.executors import Serial
 
     executor = executor or Serial()
@@ -149,11 +211,14 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     replications = np.floor(rows[:, k] * REPLICATION_SPAN).astype(np.int64)
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
                                             drawn.origin), policy, spec, seed, n, scale, replications)
-    bar = progress_bar(progress, len(rows), "4 sensitivity (Sobol)")
-    results = executor.map(evaluate_row, job, list(range(len(rows))), progress=bar)
+    populations, representative = shared_draws(rows[:, :k], replications, kinds(drawn.assumptions), groups)
+    bar = progress_bar(progress, len(populations), "4 sensitivity (Sobol)")
+    results = executor.map(evaluate_population, job, populations, progress=bar)
     bar(None)
-    claims = np.array([r[0] for r in results])
-    budgets = np.array([r[1] for r in results])
+    found_claims = {row: value for rows_, values in zip(populations, results, strict=True)
+                    for row, value in zip(rows_, values, strict=True)}
+    claims = np.array([found_claims[r] for r in representative])
+    budgets = row_budgets(drawn, policy, rows[:, :k])
     outputs = {"claims": claims, "shortfall": np.maximum(claims - budgets, 0.0),
                "overrun": (claims > budgets).astype(np.float64)}
     domains = list(policy.domain_keys)

@@ -214,3 +214,70 @@ def test_pro_rata_with_an_empty_budget_pays_nothing_and_cuts_everything():
 def test_claimant_counts_are_whole_numbers_in_the_run_tables():
     result = mc.run(POLICY, SPEC, replications=1, seed=2, n=5000, progress=False)
     assert result.rules["claimants"].dtype == np.int64 and result.firms["firms"].dtype == np.int64
+
+
+# ----------------------------------------------------------------------------- the queue recursion (sim.queues)
+def assert_same_year(simpy_year: pr.ProcessResult, computed: pr.ProcessResult) -> None:
+    """Every number of the year the same, bit for bit (NaN where NaN), dtypes included."""
+    pd.testing.assert_frame_equal(simpy_year.applications, computed.applications, check_exact=True)
+    for name in ("waiting", "busy", "runout_day", "left"):
+        a, b = getattr(simpy_year, name), getattr(computed, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True), name
+    assert simpy_year.events == computed.events
+
+
+def _one_reviewer(model):
+    return {name: pr.Bureau(b.name, 1, b.review_days, b.window, b.name_en) for name, b in model.bureaus.items()}
+
+
+def _no_delay(model):
+    return {name: pr.RuleProcess(r.rule, r.bureau, r.domain, r.window, 0.0, 0.0, r.approval)
+            for name, r in model.rules.items()}
+
+
+VARIANTS = {
+    "baseline": {},
+    "horizon at day 200 (arrivals, reviews and decisions cut off)": {"horizon": 200.0},
+    "one reviewer per bureau (reviews still waiting at year end)": {"bureaus": _one_reviewer(MODEL)},
+    "no expert review or notice (decided as the review ends)": {"rules": _no_delay(MODEL)},
+    "payment runs on day 0, twice on one day, and after the horizon": {"payment_days": (0.0, 40.0, 40.0, 200.0,
+                                                                                        400.0)},
+    "fractional payment days": {"payment_days": (30.5, 91.25, 180.125, 364.75)},
+}
+
+
+@pytest.mark.parametrize("exhaustion", pr.EXHAUSTION)
+@pytest.mark.parametrize("tightness", [0.2, 1.0])
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_the_queue_recursion_gives_the_simpy_models_bits(exhaustion, tightness, variant):
+    """sim.queues computes what the SimPy model steps through: applications, queues, run-out, budget left and
+    the number of SimPy events, for each exhaustion rule, budgets that run out early or not at all, and
+    calendars that cut the year short, queue up or decide at once."""
+    model = MODEL.with_changes(exhaustion=exhaustion, **VARIANTS[variant])
+    budgets = {d: tightness * b for d, b in MODEL.budgets.items()}
+    for replication in range(2):
+        claims = baseline_claims(replication, n=20000)
+        stepped = pr.simulate(claims, model, seed=11, replication=replication, budgets=budgets, engine="simpy")
+        computed = pr.simulate(claims, model, seed=11, replication=replication, budgets=budgets)
+        assert (stepped.engine, computed.engine) == ("simpy", "recursion")
+        assert_same_year(stepped, computed)
+
+
+def test_the_pro_rata_cutoff_after_the_horizon_pays_nothing_both_ways():
+    model = MODEL.with_changes(exhaustion="pro_rata", cutoff_day=MODEL.horizon + 10)
+    claims = baseline_claims(0, n=20000)
+    computed = pr.simulate(claims, model, seed=2)
+    assert computed.engine == "recursion" and computed.runout["left"].equals(pd.Series(list(MODEL.budgets.values())))
+    assert_same_year(pr.simulate(claims, model, seed=2, engine="simpy"), computed)
+
+
+def test_same_instant_events_go_to_simpy_itself():
+    """Applications submitted on the stroke of a day (a window one instant long) are sampled by the daily
+    queue count in an order only SimPy knows: the recursion declines and the SimPy model runs."""
+    window = pr.Window("instant", ((100.0, 100.0),))
+    rules = {**MODEL.rules, A49: pr.RuleProcess(A49, "區衛生健康局", "livelihood", "instant", 0.0, 0.0, 1.0)}
+    model = MODEL.with_changes(windows={**MODEL.windows, "instant": window}, rules=rules)
+    claims = pd.DataFrame({"rule": [A49] * 30, "amount": np.full(30, 2.0)})
+    assert pr.simulate(claims, model, seed=1).engine == "simpy"
+    with pytest.raises(ValueError, match="engine must be one of"):
+        pr.simulate(claims, model, seed=1, engine="fast")
