@@ -319,13 +319,18 @@ def _rule_arrays(compiled: CompiledRules) -> tuple:
             compiled.cond_values)
 
 
-def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16) -> np.ndarray:
+def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16,
+                        matrix: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(rules x n) float64 awards, the same bits as the NumPy kernels; inputs re-laid out block by block
-    so the extra memory is one block's columns, not the population's."""
+    so the extra memory is one block's columns, not the population's (``matrix``: the columns already laid
+    out by :func:`column_matrix`, for n up to ``block``)."""
     if not jit.AVAILABLE:
         return _evaluate(compiled, columns, n)
     gross = np.empty((compiled.n_rules, n))
     kernel = per_claimant_parallel if n >= PARALLEL_FROM else per_claimant_serial
+    if matrix is not None and n <= block:
+        kernel(*matrix, n, *_rule_arrays(compiled), compiled.inclusive, gross)
+        return gross
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns})
@@ -360,3 +365,13 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
     sums, counts, firms = kernel(x64, x32, n, *_rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
     return _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
+
+
+def warm(compiled: CompiledRules) -> None:
+    """Compile (or load from the cache) the one-thread kernels the claims engine calls, here and now, so that
+    worker processes forked from this one start with them instead of compiling each its own copy."""
+    if jit.AVAILABLE:
+        columns = {name: np.zeros(1) for name in compiled.columns}
+        matrix = column_matrix(compiled, columns)
+        fused_serial(*matrix, 1, *_rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
+        awards_per_claimant(compiled, columns, 1, matrix=matrix)

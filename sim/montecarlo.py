@@ -43,15 +43,17 @@ class BlockTotals:
     firms: np.ndarray  # (1 + domains,) int64 claimants with any award: overall, then per domain
 
 
-def block_totals(policy: Policy, columns: dict, compiled: fused.CompiledRules | None = None) -> BlockTotals:
+def block_totals(policy: Policy, columns: dict, compiled: fused.CompiledRules | None = None,
+                 matrix: tuple[np.ndarray, np.ndarray] | None = None) -> BlockTotals:
     """Evaluate every rule on one block of claimants (attribute name -> column) and reduce it to totals.
 
     One fused compiled pass (:mod:`sim.fused`) when numba is available, else the NumPy kernels with the
-    same reduction; both give the same bits.
+    same reduction; both give the same bits.  ``matrix``: the block already laid out for the kernel.
     """
-    if len(next(iter(columns.values()))) == 0:
+    n = len(next(iter(columns.values())))
+    if n == 0:
         return empty_totals(policy)
-    (award, district), claimants, firms = fused.totals(policy, columns, compiled)
+    (award, district), claimants, firms = fused.totals(policy, columns, compiled, matrix, n)
     return BlockTotals(award=award, district=district, claimants=claimants, firms=firms)
 
 
@@ -187,9 +189,9 @@ class TaskOutput:
     kept: Kept | None = None
 
 
-def claims_of_block(model: Model, block: dict, m: int) -> Claims:
+def claims_of_block(model: Model, block: dict, m: int, matrix: tuple[np.ndarray, np.ndarray] | None = None) -> Claims:
     """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
-    gross = fused.awards_per_claimant(model.compiled, block, m)
+    gross = fused.awards_per_claimant(model.compiled, block, m, matrix=matrix)
     rows, cols = np.nonzero(gross > 0)
     return Claims(rows.astype(np.int64), gross[rows, cols] * model.compiled.share[rows])
 
@@ -222,9 +224,10 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
         if model.money != 1.0:
             for name in model.compiled.wide:
                 block[name] = block[name] * model.money
-        totals.append(block_totals(model.policy, block, compiled=model.compiled))
+        matrix = fused.column_matrix(model.compiled, block) if fused.jit.AVAILABLE and m else None
+        totals.append(block_totals(model.policy, block, model.compiled, matrix))
         if keep:
-            claims.append(claims_of_block(model, block, m))
+            claims.append(claims_of_block(model, block, m, matrix))
         if keep_rules:
             kept.append(kept_of_block(model, block, m, keep_rules))
     out = None
@@ -367,6 +370,7 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
     job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn, tuple(keep_rules), year, growth)
     groups = job.groups()
     items = [(r, group) for r in range(replications) for group in groups]
+    fused.warm(job.base.compiled)
     bar = progress_bar(progress, len(items), label)
     outputs = executor.map(replication_task, job, items, progress=bar)
     bar(None)

@@ -44,7 +44,6 @@ from sim import process as process_module
 from sim import scenario as scenario_module
 from sim import years as years_module
 from sim.errors import FiscalsimError
-from sim.executors import Serial
 from sim.progress import progress_bar
 
 STAGES = ("claims", "process", "budget", "sensitivity", "report")

@@ -22,6 +22,7 @@ numbers).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -273,7 +274,7 @@ class PopulationSpec:
         """A fresh, mutable copy of the specification data."""
         return json.loads(self.raw)
 
-    @property
+    @functools.cached_property
     def columns(self) -> tuple[str, ...]:
         """The columns of every generated chunk: the policy's inputs, the extras, the attributes calibration
         and the class summary read (even when no rule reads them), the segment index."""
@@ -284,6 +285,11 @@ class PopulationSpec:
             read += [self.summary.quantiles_of, self.summary.totals_of]
         names += [c for c in dict.fromkeys(read) if c not in names]
         return (*names, "segment")
+
+    @functools.cached_property
+    def column_types(self) -> tuple[tuple[str, Any], ...]:
+        """(column, dtype) of every generated chunk's columns (worked out once per spec, not per block)."""
+        return tuple((name, _dtype(self, name)) for name in self.columns)
 
     @property
     def total(self) -> int:
@@ -1012,8 +1018,7 @@ def draw_block(spec: PopulationSpec, seed: int, replication: int, segment_index:
     segment = spec.segments[segment_index]
     drawn = _draw_block(spec, segment, segment_index, m, _block_rng(seed, replication, segment, block))
     out = {}
-    for name in spec.columns:
-        dtype = _dtype(spec, name)
+    for name, dtype in spec.column_types:
         out[name] = drawn[name].astype(dtype, copy=False) if name in drawn else np.zeros(m, dtype=dtype)
     return out
 

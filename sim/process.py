@@ -610,12 +610,23 @@ class ProcessResult:
 def waits_table(paid: pd.DataFrame, by: str) -> pd.DataFrame:
     """Days from application to payment (P50/P95) and days in the review queue (mean, P95), from a table
     of paid applications with ``days_to_payment`` and ``queue_days``."""
+    codes, names = pd.factorize(paid[by], sort=False)
+    return _waits_by(codes, np.asarray(names, dtype=object), paid["days_to_payment"].to_numpy(dtype=float),
+                     paid["queue_days"].to_numpy(dtype=float), by)
+
+
+def _waits_by(codes: np.ndarray, names: np.ndarray, to_pay: np.ndarray, queue: np.ndarray, by: str) -> pd.DataFrame:
+    """:func:`waits_table` on arrays: ``codes`` index ``names`` (in order of first appearance), one per paid
+    application; each group's figures taken over its applications in their order."""
+    order = np.argsort(codes, kind="stable")
+    bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
     rows = []
-    for key, group in paid.groupby(by, observed=True, sort=False):
-        to_pay, queue = group["days_to_payment"], group["queue_days"]
-        rows.append({by: key, "paid_applications": len(group), "days_to_payment_p50": to_pay.quantile(0.5),
-                     "days_to_payment_p95": to_pay.quantile(0.95), "queue_days_mean": queue.mean(),
-                     "queue_days_p95": queue.quantile(0.95)})
+    for k, key in enumerate(names):
+        part = order[bounds[k]:bounds[k + 1]]
+        days, waited = pd.Series(to_pay[part]), pd.Series(queue[part])
+        rows.append({by: key, "paid_applications": len(part), "days_to_payment_p50": days.quantile(0.5),
+                     "days_to_payment_p95": days.quantile(0.95), "queue_days_mean": waited.mean(),
+                     "queue_days_p95": waited.quantile(0.95)})
     return pd.DataFrame(rows)
 
 
@@ -788,10 +799,12 @@ def runout_summary(runout: pd.DataFrame, model: ProcessModel) -> pd.DataFrame:
 
 def _waits(summaries, bureaus, rules) -> dict[str, pd.DataFrame]:
     pooled = np.concatenate([s.paid_apps for s in summaries]) if summaries else np.zeros((0, 4))
-    frame = pd.DataFrame({"bureau": np.array(bureaus, dtype=object)[pooled[:, 0].astype(int)],
-                          "rule": np.array(rules, dtype=object)[pooled[:, 1].astype(int)],
-                          "days_to_payment": pooled[:, 2], "queue_days": pooled[:, 3]})
-    return {"process_waits_bureau": waits_table(frame, "bureau"), "process_waits_rule": waits_table(frame, "rule")}
+    out = {}
+    for column, by, names in ((0, "bureau", bureaus), (1, "rule", rules)):
+        codes, found = pd.factorize(pooled[:, column], sort=False)
+        out[f"process_waits_{by}"] = _waits_by(codes, np.asarray(names, dtype=object)[found.astype(int)],
+                                               pooled[:, 2], pooled[:, 3], by)
+    return out
 
 
 def _queues(summaries, bureaus) -> pd.DataFrame:

@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.stats import qmc
 
 from sim import assumptions as assumptions_module
-from sim import montecarlo
+from sim import fused, montecarlo
 from sim.headline import ALEATORY
 from sim.progress import progress_bar
 
@@ -212,6 +212,7 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
                                             drawn.origin), policy, spec, seed, n, scale, replications)
     populations, representative = shared_draws(rows[:, :k], replications, kinds(drawn.assumptions), groups)
+    fused.warm(fused.compile_rules(policy))
     bar = progress_bar(progress, len(populations), "4 sensitivity (Sobol)")
     results = executor.map(evaluate_population, job, populations, progress=bar)
     bar(None)
