@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 
 
 def fresh_runs(function: Callable[..., dict], args: tuple, repeat: int) -> list[dict]:
@@ -12,9 +13,9 @@ def fresh_runs(function: Callable[..., dict], args: tuple, repeat: int) -> list[
     peak resident memory are that run's own)."""
     context = multiprocessing.get_context("spawn")
     out = []
-    for _ in range(repeat):
-        with context.Pool(1) as pool:
-            out.append(pool.apply(function, args))
+    for _ in range(repeat):  # not a Pool: its daemonic worker could not start fiscalsim's own workers
+        with ProcessPoolExecutor(1, mp_context=context) as pool:
+            out.append(pool.submit(function, *args).result())
     return out
 
 

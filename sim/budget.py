@@ -1,9 +1,10 @@
-"""Budget coverage and allocation as linear programs (PuLP; CBC by default, HiGHS when installed).
+"""Budget coverage and allocation as linear programs (HiGHS by default; CBC or HiGHS through PuLP).
 
 Every LP is first built as arrays (:class:`LinearProgram`: cost vector, bounds, sparse row blocks, one
-function per constraint family), then handed to a solver: PuLP with CBC or HiGHS, or
-``scipy.optimize.linprog(method="highs")`` on the very same matrices, which the tests use as a second
-solver.  Building and solving are timed separately.  All LPs are minimisations; a shadow price is the
+function per constraint family), then handed to a solver: HiGHS itself on those matrices (``highs``, the
+default: nothing is rebuilt row by row), PuLP's modelling layer with CBC or HiGHS (``cbc``,
+``pulp-highs``), or ``scipy.optimize.linprog(method="highs")`` on the very same matrices, which the tests
+use as a second solver.  Building and solving are timed separately.  All LPs are minimisations; a shadow price is the
 value of one more 萬元 of right-hand side (``-dual``).
 
 - :func:`coverage`: fund each rule's expected district-paid claim within the domain claims budgets,
@@ -33,7 +34,7 @@ from scipy import sparse
 from sim.errors import FiscalsimError
 from sim.policy import Policy
 
-SOLVERS = ("cbc", "highs", "scipy")
+SOLVERS = ("highs", "cbc", "pulp-highs", "scipy")  # the first is the default
 TOL = 1e-7
 
 
@@ -83,13 +84,65 @@ class Solution:
 
 
 # ----------------------------------------------------------------------------- solving
-def solve(lp: LinearProgram, solver: str = "cbc") -> Solution:
-    """Solve with CBC or HiGHS through PuLP, or with scipy's HiGHS on the same arrays."""
+def solve(lp: LinearProgram, solver: str = "highs") -> Solution:
+    """Solve with HiGHS on the LP's own arrays (``highs``, through highspy: nothing built row by row), with
+    CBC or HiGHS through PuLP's modelling layer (``cbc``, ``pulp-highs``), or with scipy's HiGHS."""
     if solver not in SOLVERS:
         raise BudgetError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
     if solver == "scipy":
         return _solve_scipy(lp)
+    if solver == "highs":
+        return _solve_highs(lp)
     return _solve_pulp(lp, solver)
+
+
+def _solve_highs(lp: LinearProgram) -> Solution:
+    """The LP's matrices handed to HiGHS as they are (one compressed-row matrix, row bounds, column bounds)."""
+    highspy = _highspy()
+    start = time.perf_counter()
+    blocks = lp.inequalities + lp.equalities
+    model = highspy.HighsLp()
+    model.num_col_, model.num_row_ = len(lp.cost), sum(len(b.names) for b in blocks)
+    model.col_cost_, model.col_lower_, model.col_upper_ = lp.cost, lp.lower, lp.upper
+    if blocks:
+        matrix = sparse.vstack([b.matrix for b in blocks], format="csr")
+        rhs = np.concatenate([b.rhs for b in blocks])
+        equal = np.concatenate([np.full(len(b.names), k >= len(lp.inequalities)) for k, b in enumerate(blocks)])
+        model.row_lower_, model.row_upper_ = np.where(equal, rhs, -highspy.kHighsInf), rhs
+        model.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
+        model.a_matrix_.start_, model.a_matrix_.index_, model.a_matrix_.value_ = (matrix.indptr, matrix.indices,
+                                                                                  matrix.data)
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.passModel(model)
+    model_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    h.run()
+    seconds = time.perf_counter() - start
+    status = h.getModelStatus()
+    if status != highspy.HighsModelStatus.kOptimal:
+        named = {highspy.HighsModelStatus.kInfeasible: "infeasible", highspy.HighsModelStatus.kUnbounded: "unbounded",
+                 highspy.HighsModelStatus.kUnboundedOrInfeasible: "infeasible"}
+        raise _status_error(lp, named.get(status, h.modelStatusToString(status)))
+    solution = h.getSolution()
+    x = np.asarray(solution.col_value)
+    dual, activity = np.asarray(solution.row_dual), np.asarray(solution.row_value)
+    duals, slacks, offset = {}, {}, 0
+    for k, block in enumerate(blocks):
+        n = len(block.names)
+        duals[block.family] = dual[offset:offset + n]
+        slacks[block.family] = (block.rhs - activity[offset:offset + n] if k < len(lp.inequalities)
+                                else np.zeros(n))
+        offset += n
+    return Solution(lp, "highs", x, float(lp.cost @ x), duals, slacks, seconds, model_seconds)
+
+
+def _highspy():
+    try:
+        import highspy
+    except ImportError:
+        raise BudgetError("HiGHS is not installed: pip install highspy, or use --solver cbc") from None
+    return highspy
 
 
 def _status_error(lp: LinearProgram, status: str) -> BudgetError:
@@ -153,10 +206,7 @@ def _pulp_solver(solver: str):
             raise BudgetError("CBC is not available (PuLP's bundled binary is missing); reinstall pulp or use "
                               "--solver highs / scipy")
         return cmd
-    try:
-        import highspy  # noqa: F401
-    except ImportError:
-        raise BudgetError("HiGHS is not installed: pip install highspy, or use --solver cbc") from None
+    _highspy()
     return pulp.HiGHS(msg=False)
 
 
@@ -349,7 +399,7 @@ def build_coverage(data: ClaimsInput, budgets: np.ndarray | None = None,
     return lp
 
 
-def coverage(data: ClaimsInput, budgets: np.ndarray | None = None, solver: str = "cbc",
+def coverage(data: ClaimsInput, budgets: np.ndarray | None = None, solver: str = "highs",
              committed: np.ndarray | float = 0.0) -> dict[str, pd.DataFrame]:
     """Fund expected claims within the budgets: per-rule and per-domain tables, and the binding constraints."""
     lp = build_coverage(data, budgets, committed)
@@ -395,7 +445,7 @@ def build_top_up(data: ClaimsInput) -> LinearProgram:
     return lp
 
 
-def minimum_top_up(data: ClaimsInput, solver: str = "cbc") -> pd.DataFrame:
+def minimum_top_up(data: ClaimsInput, solver: str = "highs") -> pd.DataFrame:
     sol = solve(build_top_up(data), solver)
     return pd.DataFrame({"domain": data.domains, "claims_budget": data.budgets, "claims": data.domain_claims(),
                          "top_up": sol.x, "shadow_price": -sol.duals["claims_funded"] + 0.0})
@@ -436,7 +486,7 @@ def build_reallocation(data: ClaimsInput, envelope: float | None = None) -> Line
     return lp
 
 
-def reallocation(data: ClaimsInput, envelope: float | None = None, solver: str = "cbc") -> pd.DataFrame:
+def reallocation(data: ClaimsInput, envelope: float | None = None, solver: str = "highs") -> pd.DataFrame:
     sol = solve(build_reallocation(data, envelope), solver)
     k = len(data.domains)
     return pd.DataFrame({"domain": data.domains, "claims_budget": data.budgets, "claims": data.domain_claims(),
@@ -592,7 +642,7 @@ def default_tolerance(losses: np.ndarray) -> float:
 
 
 def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance: float | None = None,
-            solver: str = "cbc") -> tuple[dict[str, pd.DataFrame], list[dict]]:
+            solver: str = "highs") -> tuple[dict[str, pd.DataFrame], list[dict]]:
     """Every budget LP for a finished Monte Carlo run (its ``rules`` table): tables by name, and the LPs'
     timings (kept apart: they belong in a manifest, not in result tables).
 
@@ -615,7 +665,7 @@ def analyse(policy: Policy, rules: pd.DataFrame, level: float = 0.95, tolerance:
 
 
 def years_coverage(policy: Policy, liabilities: pd.DataFrame, year_budgets: pd.DataFrame,
-                   solver: str = "cbc", level: float = 0.95, tolerance: float | None = None) -> pd.DataFrame:
+                   solver: str = "highs", level: float = 0.95, tolerance: float | None = None) -> pd.DataFrame:
     """The coverage LP once per year of a multi-year run, on that year's budgets (the mean over replications
     of each domain's claims budget) and expected claims (new awards and commitments), with every rule's
     commitments funded in full (they are owed).  Where a domain's commitments alone exceed its budget

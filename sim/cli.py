@@ -646,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--level", type=float, default=0.95, help="CVaR level")
     p.add_argument("--tolerance", type=float, default=None,
                    help="CVaR of total shortfall allowed, 萬元 (None: 1%% of mean total claims)")
-    p.add_argument("--solver", choices=pipeline.SOLVERS, default="cbc")
+    p.add_argument("--solver", choices=pipeline.SOLVERS, default="highs")
     p.add_argument("--no-save", action="store_true", help="do not write the tables to RUN_DIR/budget")
     p.set_defaults(func=cmd_budget)
 

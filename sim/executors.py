@@ -111,9 +111,12 @@ class Processes:
 
 def local(threads: int | None = None):
     """The executor for this machine: ``threads`` worker processes (default: one per core), or this process
-    itself for one thread (BLAS then held to one thread here too)."""
+    itself for one thread (BLAS then held to one thread here too) and inside a daemonic process (a
+    ``multiprocessing.Pool`` worker, which may not start processes of its own)."""
     threads = cores() if threads is None else threads
-    if threads == 1:
+    if threads < 1:
+        raise FiscalsimError(f"--threads must be >= 1, got {threads}")
+    if threads == 1 or multiprocessing.current_process().daemon:
         one_thread_each()
         return Serial()
     return Processes(threads)

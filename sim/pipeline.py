@@ -67,7 +67,7 @@ class Settings:
     sensitivity_samples: int = 8  # base samples N of the Sobol design: N (groups + 3) evaluations
     level: float = 0.95  # CVaR level of the budget LPs
     tolerance: float | None = None  # CVaR of total shortfall allowed (萬元); default 1% of mean claims
-    solver: str = "cbc"
+    solver: str = "highs"
     process_engine: str = "auto"  # "auto": the queue recursion, SimPy where it cannot be sure; "simpy": SimPy always
     lang: str = language.DEFAULT
     years: tuple[int, ...] = ()  # a multi-year horizon (consecutive years, the model's first); () or one: one year
@@ -435,7 +435,7 @@ def headline_stage(ctx: Context) -> None:
         ctx.tables.get("sobol_indices"))
 
 
-def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None = None, solver: str = "cbc",
+def budget_of(run: results.Run, *, level: float = 0.95, tolerance: float | None = None, solver: str = "highs",
               save: bool = True) -> tuple[dict[str, pd.DataFrame], list[dict]]:
     """The budget stage again for a finished run (another level, tolerance or solver); with ``save`` its
     tables replace ``RUN_DIR/budget``."""

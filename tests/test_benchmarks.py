@@ -43,7 +43,7 @@ def test_bench_design_runs_tiny():
 def test_bench_stages_runs_tiny():
     from benchmarks import bench_stages
 
-    rows = bench_stages.main(["--replications", "2"])
+    rows = bench_stages.main(["--replications", "2", "--runs", "2"])
     assert [r["run"] for r in rows] == ["claims only", "main job"] and rows[0]["ratio"] == 1.0
     assert rows[1]["process"] > 0 == rows[0]["process"] and rows[1]["report"] > 0
 

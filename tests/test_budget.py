@@ -12,7 +12,7 @@ import sim.scenario as scenario
 from sim.budget import BudgetError, ClaimsInput
 
 POLICY, _ = scenario.apply(scenario.baseline())
-SOLVERS = ["cbc", "highs", "scipy"]
+SOLVERS = ["highs", "cbc", "pulp-highs", "scipy"]
 
 
 def claims_input(budgets=None, claims=None):

@@ -14,7 +14,7 @@ import sim.scenario as scenario
 from sim import pipeline, results
 from sim.design import DesignError, DesignInput, Line
 
-SOLVERS = ["cbc", "highs", "scipy"]
+SOLVERS = ["highs", "cbc", "pulp-highs", "scipy"]
 
 
 def toy(budget_level=1.0, s=200, seed=0, floors=(0.0, 0.0), weights=(1.0, 1.0), tolerance=0.02, latitude=(True, True)):

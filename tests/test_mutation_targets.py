@@ -422,7 +422,7 @@ def _tiny_lp(rhs_le: float, rhs_eq: float | None = None, upper: float = 10.0):
     return lp
 
 
-@pytest.mark.parametrize("solver", ["cbc", "highs", "scipy"])
+@pytest.mark.parametrize("solver", ["highs", "cbc", "pulp-highs", "scipy"])
 def test_a_tiny_lp_solves_to_its_hand_optimum_with_duals_on_every_solver(solver):
     from sim.budget import solve
 
@@ -432,7 +432,7 @@ def test_a_tiny_lp_solves_to_its_hand_optimum_with_duals_on_every_solver(solver)
     assert s.solver == solver and s.solve_seconds >= 0
 
 
-@pytest.mark.parametrize("solver", ["cbc", "highs", "scipy"])
+@pytest.mark.parametrize("solver", ["highs", "cbc", "pulp-highs", "scipy"])
 def test_an_infeasible_lp_names_itself_its_status_and_its_constraint_families(solver):
     from sim.budget import BudgetError, solve
 
@@ -791,7 +791,7 @@ def test_scenario_mistakes_name_the_scenario_and_the_entry(tmp_path):
     assert scenario.baseline().name == "baseline" and scenario.load("baseline").name == "baseline"
 
 
-@pytest.mark.parametrize("solver", ["cbc", "highs"])
+@pytest.mark.parametrize("solver", ["cbc", "pulp-highs"])
 def test_pulp_hands_the_lp_to_the_solver_asked_for(monkeypatch, solver):
     """Through PuLP, the solver named is the one that solves (PuLP alone would fall back to its default, CBC)."""
     import sim.budget
@@ -808,6 +808,16 @@ def test_pulp_hands_the_lp_to_the_solver_asked_for(monkeypatch, solver):
     monkeypatch.setattr(sim.budget, "_pulp_solver", lambda name: chosen)
     solution = sim.budget.solve(_tiny_lp(-3.0, rhs_eq=1.0), solver)
     assert calls == [type(chosen).__name__] and solution.objective == pytest.approx(3.0)
+
+
+def test_the_default_solver_is_highs_on_the_lps_own_arrays(monkeypatch):
+    """The default hands the matrices to HiGHS itself: PuLP's modelling layer is never touched."""
+    import sim.budget
+
+    monkeypatch.setattr(sim.budget, "_solve_pulp", lambda lp, solver: pytest.fail("PuLP was used"))
+    solution = sim.budget.solve(_tiny_lp(-3.0, rhs_eq=1.0))
+    assert solution.solver == "highs" and solution.objective == pytest.approx(3.0)
+    assert solution.slacks["balance"] == pytest.approx([0.0]) and sim.budget.SOLVERS[0] == "highs"
 
 
 def test_the_membership_matrix_has_a_row_for_a_last_domain_without_rules():

@@ -3,6 +3,7 @@ model that needs no code, one registry of rule kinds."""
 
 import ast
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -75,9 +76,9 @@ SMALL = pipeline.Settings(replications=4, seed=5, n=20_000, stages=("claims", "p
 
 def test_same_seed_byte_identical_tables_in_process_and_on_two_dask_workers(tmp_path):
     distributed = pytest.importorskip("dask.distributed")
-    from sim.executors import Dask, local_cluster
+    from sim.executors import Dask, Serial, local_cluster
 
-    pipeline.run(settings=SMALL, out=tmp_path / "serial", progress=False)
+    pipeline.run(settings=SMALL, out=tmp_path / "serial", progress=False, executor=Serial())
     with local_cluster(2) as cluster, distributed.Client(cluster) as client:
         executor = Dask(client)
         run = pipeline.run(settings=SMALL, out=tmp_path / "dask", executor=executor, progress=False)
@@ -88,6 +89,23 @@ def test_same_seed_byte_identical_tables_in_process_and_on_two_dask_workers(tmp_
     assert serial.keys() == dask.keys()
     different = [name for name in serial if serial[name] != dask[name]]
     assert different == []
+
+
+def test_same_bytes_on_this_machines_cores_and_with_simpy_stepping_every_year(tmp_path):
+    """Worker processes (the default on a machine with several cores) and the SimPy model stepped event by
+    event instead of the queue recursion: the run's tables are the same bytes."""
+    from sim.executors import Processes, Serial
+
+    serial = pipeline.run(settings=SMALL, out=tmp_path / "serial", progress=False, executor=Serial())
+    cores = pipeline.run(settings=SMALL, out=tmp_path / "cores", progress=False, executor=Processes(2))
+    stepped = pipeline.run(settings=replace(SMALL, process_engine="simpy"), out=tmp_path / "simpy", progress=False,
+                           executor=Serial())
+    assert (cores.manifest["executor"], cores.manifest["workers"]) == ("processes", 2)
+    assert serial.manifest["process_engines"] == {"recursion": 4} and stepped.manifest["process_engines"] == {
+        "simpy": 4}
+    tables = _table_bytes(tmp_path / "serial")
+    assert "process_queues.parquet" in tables and "process_events.parquet" in tables
+    assert tables == _table_bytes(tmp_path / "cores") == _table_bytes(tmp_path / "simpy")
 
 
 def test_identical_runs_identical_bytes_and_timings_only_in_the_manifest(tmp_path):

@@ -319,3 +319,32 @@ def test_a_tilt_beyond_its_limit_is_refused_with_the_limit(tmp_path):
     path.write_text(text.replace("tilt = [-0.4, 0.4]", "tilt = [-1e12, 1e12]", 1), encoding="utf-8")
     with pytest.raises(SpecError, match=r"uncertainty of probabilities: a tilt must lie within \[-5, 5\]"):
         pop.load_spec(folder)
+
+
+def test_sobol_rows_that_share_claimants_draw_them_once_and_give_each_rows_own_claims():
+    """The Sobol stage draws a population once for every design row with the same claimants and applies each
+    row's award rules to it; each row's claims and budgets are what evaluating the row on its own gives."""
+    from sim import montecarlo
+
+    ctx = pipeline.prepare(settings=pipeline.Settings(replications=2, n=3000, per_draw=1), progress=False)
+    kind = sensitivity.kinds(ctx.assumptions)
+    assert kind["claims-budget-industry"] == "budget" and kind["a15-tech-rate"] == "claims"
+    assert kind["firm-revenue"] == "population" and kind["review-capacity"] == "process"
+    tables = sensitivity.analyse(ctx.drawn, ctx.policy, ctx.spec, seed=9, base_samples=2, n=3000, resamples=10)
+    found = tables["sobol_evaluations"]
+    k = len(ctx.assumptions.keys)
+    design = sensitivity.saltelli(2, k + 1, 9)
+    rows = design.rows()
+    replications = np.floor(rows[:, k] * sensitivity.REPLICATION_SPAN).astype(np.int64)
+    populations, representative = sensitivity.shared_draws(rows[:, :k], replications, kind, ctx.assumptions.keys)
+    assert len(populations) < len(rows) and sum(map(len, populations)) < len(rows)  # drawn and evaluated fewer
+    drawn = assumptions.Drawn(ctx.drawn.data, ctx.assumptions, rows[:, :k], 1, ctx.drawn.source_text, "test")
+    for r in range(len(rows)):
+        policy, spec, _ = drawn.build(r)
+        model = montecarlo.Model(policy, spec, spec.counts(3000, 1.0))
+        output = montecarlo.model_task(model, 9, int(replications[r]))
+        totals = montecarlo.combine(output.totals)
+        domains = np.array([rule.domain for rule in policy.rules])
+        own = [math.fsum(totals.district[domains == d]) for d in policy.domain_keys]
+        mine = found[found["row"] == r]
+        assert mine["claims"].tolist() == own and mine["claims_budget"].tolist() == list(output.budgets), r
