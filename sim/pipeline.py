@@ -780,8 +780,9 @@ def _fresh_draws(run: results.Run, models: tuple, rows: np.ndarray, round_: int,
                             drawn=fresh)
     rule_map = pd.Index(list(process_model.rules)).get_indexer(list(policy.rule_ids))
     bar = progress_bar(progress, count, f"nowcast: process (SimPy), round {round_}")
-    summaries = executor.map(process_task, (process_model, seed, rule_map, fresh), list(enumerate(result.claims)),
-                             progress=bar)
+    engine = settings.get("process_engine", "auto")  # runs written before the engine was a setting: "auto"
+    summaries = executor.map(process_task, (process_model, seed, rule_map, fresh, engine),
+                             list(enumerate(result.claims)), progress=bar)
     bar(None)
     tables = {**process_module.summarise(summaries, process_model), "rules": result.rules, "budgets": result.budgets}
     return nowcast_module.ensemble_of(tables, list(policy.rule_ids), list(policy.domain_keys),
