@@ -112,7 +112,8 @@ def _solve_highs(lp: LinearProgram) -> Solution:
         model.a_matrix_.format_ = highspy.MatrixFormat.kRowwise
         model.a_matrix_.start_, model.a_matrix_.index_, model.a_matrix_.value_ = (matrix.indptr, matrix.indices,
                                                                                   matrix.data)
-    h = highspy.Highs()
+    with _quiet():  # HiGHS prints its banner as it starts
+        h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.passModel(model)
     model_seconds = time.perf_counter() - start

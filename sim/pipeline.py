@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from sim import assumptions as assumptions_module
-from sim import budget, executors, headline, language, montecarlo, population, results, sensitivity
+from sim import budget, executors, headline, language, montecarlo, population, queues, results, sensitivity
 from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
@@ -359,6 +359,7 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     rule_map = pd.Index(list(model.rules)).get_indexer(list(ctx.policy.rule_ids))
     s = ctx.settings
     with ctx.timed("process"):
+        queues.warm()
         bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
         if ctx.years is None:
             summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn, s.process_engine),
@@ -779,6 +780,7 @@ def _fresh_draws(run: results.Run, models: tuple, rows: np.ndarray, round_: int,
                             keep_claims=count, progress=progress, label=f"nowcast: fresh draws, round {round_}",
                             drawn=fresh)
     rule_map = pd.Index(list(process_model.rules)).get_indexer(list(policy.rule_ids))
+    queues.warm()
     bar = progress_bar(progress, count, f"nowcast: process (SimPy), round {round_}")
     engine = settings.get("process_engine", "auto")  # runs written before the engine was a setting: "auto"
     summaries = executor.map(process_task, (process_model, seed, rule_map, fresh, engine),

@@ -27,11 +27,12 @@ models.
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from sim import jit
 
 
 @dataclass
@@ -46,22 +47,113 @@ class Year:
     events: int
 
 
-def _arrivals(submit: np.ndarray, horizon: float) -> tuple[np.ndarray, int, bool]:
-    """Each application's arrival time on the arrivals process's clock (inf: after the horizon), the number
-    of timeouts it processes, and whether it finished."""
-    arrival = np.full(len(submit), np.inf)
-    order = np.argsort(submit, kind="stable")
-    now, timeouts = 0.0, 0
-    for i, s in zip(order.tolist(), submit[order].tolist(), strict=True):
-        wait = s - now
+_jit = jit.kernel
+
+
+@_jit()
+def arrival_clock(submit, horizon, arrival):
+    """The arrivals process's clock: ``arrival[k]`` for the k-th submission in time order (``submit`` sorted);
+    returns how many arrive before the horizon and how many waits (SimPy timeouts) that took."""
+    now, waits = 0.0, 0
+    for k in range(len(submit)):
+        wait = submit[k] - now
         if wait > 0:
             t = now + wait
             if not t < horizon:
-                return arrival, timeouts, False
-            timeouts += 1
+                return k, waits
+            waits += 1
             now = t
-        arrival[i] = now
-    return arrival, timeouts, True
+        arrival[k] = now
+    return len(submit), waits
+
+
+@_jit()
+def review_clock(order, arrival, review, bureau, free, start, end):
+    """First come, first served review by ``free.shape[1]`` reviewers per bureau (Kiefer-Wolfowitz): in
+    arrival order, each review starts at its arrival or when the earliest reviewer frees, whichever is later.
+    ``free`` holds each reviewer's next free time (-inf: free; +inf pads a bureau with fewer reviewers).
+    Returns whether an arrival coincides with the earliest free time of its bureau."""
+    tie = False
+    for k in range(len(order)):
+        i = order[k]
+        a = arrival[i]
+        if a == np.inf:
+            break
+        row = free[bureau[i]]
+        j, first = 0, row[0]
+        for q in range(1, row.shape[0]):
+            if row[q] < first:
+                j, first = q, row[q]
+        if first == a:
+            tie = True
+        s = a if first <= a else first
+        e = s + review[i]
+        row[j] = e
+        start[i], end[i] = s, e
+    return tie
+
+
+@_jit()
+def payment_runs(mode, runs, bounds, amounts, levels, totals, paid, deferred, cut, day, runout, gets):
+    """Every payment run, domain by domain, over the approved claims in decision order (``amounts``; the
+    claims of run k and domain d at ``bounds[k * domains + d]:bounds[k * domains + d + 1]``): the exhaustion
+    rule ``mode`` (0 fcfs_defer, 1 pro_rata with ``totals`` the claims at its cut-off, 2 reject) decides
+    each claim's paid, deferred and cut parts; ``levels`` are the budgets, paid down."""
+    domains = len(levels)
+    closed = np.zeros(domains, dtype=np.bool_)
+    for k in range(len(runs)):
+        now = runs[k]
+        for d in range(domains):
+            factor = 1.0
+            if mode == 1:
+                factor = 1.0 if totals[d] <= levels[d] else levels[d] / totals[d]
+                if factor < 1.0:
+                    runout[d] = now
+            for j in range(bounds[k * domains + d], bounds[k * domains + d + 1]):
+                a = amounts[j]
+                if mode == 1:
+                    scaled = a * factor
+                    value = levels[d] if levels[d] < scaled else scaled
+                    cut[j] = a - value
+                elif mode == 0:
+                    if closed[d]:
+                        deferred[j] = a
+                        day[j] = np.nan
+                        continue
+                    if levels[d] >= a:
+                        value = a
+                    else:
+                        value = levels[d]
+                        deferred[j] = a - value
+                        closed[d] = True
+                        runout[d] = now
+                elif levels[d] >= a:
+                    value = a
+                else:
+                    cut[j] = a
+                    day[j] = np.nan
+                    if np.isnan(runout[d]):
+                        runout[d] = now
+                    continue
+                if value > 0:
+                    levels[d] -= value
+                    gets[d] += 1
+                paid[j] = value
+                day[j] = now
+
+
+MODES = {"fcfs_defer": 0, "pro_rata": 1, "reject": 2}
+
+
+def _arrivals(submit: np.ndarray, horizon: float) -> tuple[np.ndarray, int, bool]:
+    """Each application's arrival time on the arrivals process's clock (inf: after the horizon), the number
+    of timeouts it processes, and whether it finished."""
+    order = np.argsort(submit, kind="stable")
+    clock = np.full(len(submit), np.inf)
+    arrived, waits = arrival_clock(submit[order], float(horizon), clock)
+    arrival = np.full(len(submit), np.inf)
+    arrival[order] = clock
+    return arrival, int(waits), arrived == len(submit)
 
 
 def _reviews(arrival: np.ndarray, review: np.ndarray, bureau: np.ndarray, reviewers: list[int]
@@ -69,21 +161,13 @@ def _reviews(arrival: np.ndarray, review: np.ndarray, bureau: np.ndarray, review
     """Start and end of each review (first come, first served, ``reviewers[b]`` at a time), and whether an
     arrival coincides with a reviewer freeing in its bureau (SimPy's order of the two then matters)."""
     start, end = np.full(len(arrival), np.inf), np.full(len(arrival), np.inf)
-    free = [[-np.inf] * c for c in reviewers]
+    free = np.full((len(reviewers), max(reviewers)), np.inf)
+    for b, c in enumerate(reviewers):
+        free[b, :c] = -np.inf
     order = np.argsort(arrival, kind="stable")
-    tie = False
-    for i, a, b, r in zip(order.tolist(), arrival[order].tolist(), bureau[order].tolist(), review[order].tolist(),
-                          strict=True):
-        if a == np.inf:
-            break
-        heap = free[b]
-        first = heap[0]
-        tie = tie or first == a
-        s = a if first <= a else first
-        e = s + r
-        heapq.heapreplace(heap, e)
-        start[i], end[i] = s, e
-    return start, end, tie
+    tie = review_clock(order, arrival, np.asarray(review, dtype=float), np.asarray(bureau, dtype=np.int64), free,
+                       start, end)
+    return start, end, bool(tie)
 
 
 def _on_the_stroke(times: np.ndarray, horizon: float) -> bool:
@@ -110,63 +194,29 @@ def _run_times(model, horizon: float) -> tuple[list[float], int]:
 def _pay(model, apps, budgets: list, runs: list[float], decided: np.ndarray, approved: np.ndarray,
          domains: int) -> tuple[np.ndarray, dict, list, int, np.ndarray]:
     """Every payment run's payments, domain by domain, in the order the claims were decided: paid day, the
-    outcome parts, the budget left, the number of payments (SimPy Container gets) and the run-out days."""
+    outcome parts, the budget left (each domain's own budget object where nothing was paid from it, as in
+    the SimPy Container), the number of payments (SimPy Container gets) and the run-out days."""
     n = len(decided)
-    paid_day = np.full(n, np.nan)
-    parts = {name: np.zeros(n) for name in ("paid", "deferred", "cut")}
-    level = list(budgets)
-    runout = np.full(domains, np.nan)
-    gets = 0
     taken = np.searchsorted(np.asarray(runs, dtype=float), decided, side="right")  # the run that takes each claim
     candidates = np.flatnonzero(approved & (taken < len(runs)))
     candidates = candidates[np.lexsort((decided[candidates], apps.domain[candidates], taken[candidates]))]
     keys = taken[candidates] * domains + apps.domain[candidates]
-    bounds = np.searchsorted(keys, np.arange(len(runs) * domains + 1), side="left").tolist()
-    order, amounts = candidates.tolist(), apps.amount[candidates].tolist()
-    paid, deferred, cut, day = ([0.0] * len(order) for _ in range(4))
-    closed = [False] * domains
-    for k, now in enumerate(runs):
-        for d in range(domains):
-            first, last = bounds[k * domains + d], bounds[k * domains + d + 1]
-            factor = 1.0
-            if model.exhaustion == "pro_rata":
-                total = apps.amount[order[first:last]].sum() if last > first else 0.0
-                factor = 1.0 if total <= level[d] else level[d] / total
-                if factor < 1.0:
-                    runout[d] = now
-            for j in range(first, last):
-                a = amounts[j]
-                if model.exhaustion == "pro_rata":
-                    value = min(a * factor, level[d])
-                    cut[j] = a - value
-                elif model.exhaustion == "fcfs_defer":
-                    if closed[d]:
-                        deferred[j] = a
-                        day[j] = np.nan
-                        continue
-                    if level[d] >= a:
-                        value = a
-                    else:
-                        value = level[d]
-                        deferred[j] = a - value
-                        closed[d] = True
-                        runout[d] = now
-                elif level[d] >= a:  # reject
-                    value = a
-                else:
-                    cut[j] = a
-                    day[j] = np.nan
-                    if np.isnan(runout[d]):
-                        runout[d] = now
-                    continue
-                if value > 0:
-                    level[d] -= value
-                    gets += 1
-                paid[j] = value
-                day[j] = now
+    bounds = np.searchsorted(keys, np.arange(len(runs) * domains + 1), side="left").astype(np.int64)
+    amounts = apps.amount[candidates].astype(float)
+    totals = np.zeros(domains)
+    if model.exhaustion == "pro_rata" and runs:  # one run, at the cut-off: NumPy's own sum of each queue
+        totals = np.array([amounts[bounds[d]:bounds[d + 1]].sum() for d in range(domains)])
+    levels = np.array(budgets, dtype=float)
+    paid, deferred, cut, day = (np.zeros(len(candidates)) for _ in range(4))
+    runout, gets = np.full(domains, np.nan), np.zeros(domains, dtype=np.int64)
+    payment_runs(MODES[model.exhaustion], np.asarray(runs, dtype=float), bounds, amounts, levels, totals, paid,
+                 deferred, cut, day, runout, gets)
+    parts = {name: np.zeros(n) for name in ("paid", "deferred", "cut")}
     parts["paid"][candidates], parts["deferred"][candidates], parts["cut"][candidates] = paid, deferred, cut
+    paid_day = np.full(n, np.nan)
     paid_day[candidates] = day
-    return paid_day, parts, level, gets, runout
+    left = [float(levels[d]) if gets[d] else budgets[d] for d in range(domains)]
+    return paid_day, parts, left, int(gets.sum()), runout
 
 
 def _sampled(arrival, start, end, bureau, bureaus: int, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -222,3 +272,14 @@ def _repeats(times: np.ndarray, domain: np.ndarray) -> bool:
     order = np.lexsort((times, domain))
     t, d = times[order], domain[order]
     return bool(np.any((t[1:] == t[:-1]) & (d[1:] == d[:-1])))
+
+
+def warm() -> None:
+    """Compile (or load from the cache) the recursion's kernels here and now, so that worker processes forked
+    from this one start with them."""
+    clock = np.zeros(1)
+    arrival_clock(np.zeros(1), 1.0, clock)
+    review_clock(np.zeros(1, dtype=np.int64), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64),
+                 np.full((1, 1), -np.inf), np.zeros(1), np.zeros(1))
+    payment_runs(0, np.zeros(1), np.zeros(2, dtype=np.int64), np.zeros(1), np.ones(1), np.zeros(1), np.zeros(1),
+                 np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1), np.zeros(1, dtype=np.int64))
