@@ -174,10 +174,11 @@ def _set(data: dict, path: tuple, value: Any) -> None:
     node[path[-1]] = value
 
 
-def apply(data: dict[str, dict], assumptions: Assumptions, row: np.ndarray) -> dict[str, dict]:
-    """Copies of the model data (``{"policy": ..., "population": ..., "process": ...}``) with every uncertain
-    number set to its value in the draw ``row`` (one uniform per group)."""
-    out = copy.deepcopy(data)
+def apply(data: dict[str, dict], assumptions: Assumptions, row: np.ndarray,
+          files: tuple[str, ...] | None = None) -> dict[str, dict]:
+    """Copies of the model data (``{"policy": ..., "population": ..., "process": ...}``, or only ``files``
+    of it) with every uncertain number set to its value in the draw ``row`` (one uniform per group)."""
+    out = copy.deepcopy(data if files is None else {name: data[name] for name in files if name in data})
     index = {key: k for k, key in enumerate(assumptions.keys)}
     for number in assumptions.numbers:
         if number.file not in out:

@@ -70,7 +70,7 @@ def _run_item(item: Any) -> Any:
 
 
 class Processes:
-    """Run tasks on ``workers`` processes of this machine, one item at a time each, results in item order.
+    """Run tasks on ``workers`` processes of this machine, results in item order.
 
     Each ``map`` starts its workers and ends them: forked where the platform allows (Linux), so they begin
     with everything this process has imported and compiled and the shared argument is not even pickled;
@@ -96,7 +96,10 @@ class Processes:
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
             pool = context.Pool(min(self.workers, len(items)), initializer=_start_worker, initargs=(task, shared))
         try:
-            for result in pool.imap(_run_item, items, chunksize=1):
+            # Runs of consecutive items per worker (about eight per worker): replications of one assumption draw
+            # mostly land on one worker, which builds that draw's model once.
+            chunk = max(1, -(-len(items) // (8 * self.workers)))
+            for result in pool.imap(_run_item, items, chunksize=chunk):
                 out.append(result)
                 if progress is not None:
                     progress(1)

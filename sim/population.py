@@ -837,7 +837,8 @@ def occurs(rng: np.random.Generator, m: int, p: float, factor: np.ndarray | None
     """
     noise = rng.standard_normal(m)
     if factor is not None and loading:
-        noise = loading * factor + np.sqrt(1.0 - loading * loading) * noise
+        noise *= np.sqrt(1.0 - loading * loading)  # in place: the same sums as a fresh array, fewer allocations
+        noise += loading * factor
     return noise > _threshold(p)
 
 
@@ -916,8 +917,10 @@ def _draw_event(step: Step, b: _Block) -> np.ndarray:
 
 def _draw_amount(step: Step, b: _Block) -> np.ndarray:
     flag = _draw_event(step, b)
-    value = step.number("median", b.segment) * np.exp(step.number("sigma", b.segment) * b.rng.standard_normal(b.m))
-    return np.where(flag, value, 0.0)
+    z = b.rng.standard_normal(b.m)  # drawn for every claimant (the stream), turned into money only where needed
+    value = np.zeros(b.m)
+    value[flag] = step.number("median", b.segment) * np.exp(step.number("sigma", b.segment) * z[flag])
+    return value
 
 
 def _draw_count(step: Step, b: _Block) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -27,6 +27,8 @@ from scipy.stats import qmc
 
 from sim import assumptions as assumptions_module
 from sim import fused, montecarlo
+from sim import policy as policy_module
+from sim import population as population_module
 from sim.headline import ALEATORY
 from sim.progress import progress_bar
 
@@ -121,6 +123,8 @@ class SobolJob:
     n: int | None
     scale: float
     replications: np.ndarray  # the replication number of each row (the aleatory column)
+    claims_groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # award-rule groups
+    rules: dict = field(default_factory=dict, compare=False, repr=False)  # in each worker: policies built, by values
 
 
 def kinds(assumptions: assumptions_module.Assumptions) -> dict[str, str]:
@@ -161,10 +165,11 @@ def shared_draws(rows: np.ndarray, replications: np.ndarray, kind: dict[str, str
 def evaluate_population(job: SobolJob, rows: tuple[int, ...]) -> list[np.ndarray]:
     """District-paid claims per domain of design rows that share their claimants: the population of the first
     drawn once, block by block, and every row's award rules applied to each block."""
-    models = []
-    for row in rows:
-        policy, spec, _ = job.drawn.build(row)
-        models.append(montecarlo.Model(policy, spec, spec.counts(job.n, job.scale)))
+    first = _rules_of(job, rows[0])
+    drawn = assumptions_module.apply(job.drawn.data, job.drawn.assumptions, job.drawn.rows[rows[0]], ("population",))
+    spec = population_module.spec_from_dict(drawn["population"], first,
+                                            origin=f"{job.drawn.origin}, design row {rows[0]} (population)")
+    models = [montecarlo.Model(_rules_of(job, row), spec, spec.counts(job.n, job.scale)) for row in rows]
     replication = int(job.replications[rows[0]])
     totals = montecarlo.population_totals(models, job.seed, replication)
     out = []
@@ -173,6 +178,17 @@ def evaluate_population(job: SobolJob, rows: tuple[int, ...]) -> list[np.ndarray
         domains = np.array([r.domain for r in model.policy.rules])
         out.append(np.array([math.fsum(combined.district[domains == d]) for d in model.policy.domain_keys]))
     return out
+
+
+def _rules_of(job: SobolJob, row: int):
+    """The policy of a design row as its claims see it (its award-rule numbers; budgets are taken apart by
+    :func:`row_budgets`): built once per set of rule values in a worker, whichever rows share it."""
+    key = tuple(job.drawn.rows[row][job.claims_groups].tolist())
+    if key not in job.rules:
+        drawn = assumptions_module.apply(job.drawn.data, job.drawn.assumptions, job.drawn.rows[row], ("policy",))
+        job.rules[key] = policy_module.from_dict(drawn["policy"], origin=f"{job.drawn.origin}, design row {row} "
+                                              "(policy)", source_text=job.drawn.source_text)
+    return job.rules[key]
 
 
 def row_budgets(drawn: assumptions_module.Drawn, policy, rows: np.ndarray) -> np.ndarray:
@@ -209,9 +225,11 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     design = saltelli(base_samples, k + 1, seed)
     rows = design.rows()
     replications = np.floor(rows[:, k] * REPLICATION_SPAN).astype(np.int64)
+    kind = kinds(drawn.assumptions)
+    rules_groups = np.array([g for g, key in enumerate(groups) if kind[key] == "claims"], dtype=np.int64)
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
-                                            drawn.origin), policy, spec, seed, n, scale, replications)
-    populations, representative = shared_draws(rows[:, :k], replications, kinds(drawn.assumptions), groups)
+                                            drawn.origin), policy, spec, seed, n, scale, replications, rules_groups)
+    populations, representative = shared_draws(rows[:, :k], replications, kind, groups)
     fused.warm(fused.compile_rules(policy))
     bar = progress_bar(progress, len(populations), "4 sensitivity (Sobol)")
     results = executor.map(evaluate_population, job, populations, progress=bar)
