@@ -314,7 +314,41 @@ def per_claimant_parallel(x64, x32, n, ints, params, intensity, tiers, cond_ints
         chunk_awards(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, inclusive, gross)
 
 
-def _rule_arrays(compiled: CompiledRules) -> tuple:
+@_jit()
+def positive_awards(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, inclusive, share):
+    """Every positive award of a block, rule by rule and claimant by claimant (the order of
+    ``np.nonzero(awards > 0)`` on the per-claimant matrix), as (rule, award x district share): what the
+    process stage needs, without the rules x claimants matrix."""
+    chunk = x64.shape[2]
+    out = np.zeros(chunk)
+    base_buffer = np.zeros(chunk)
+    tier_buffer = np.zeros(chunk)
+    capacity = max(n // 4, 64)
+    rules = np.empty(capacity, dtype=np.int64)
+    amounts = np.empty(capacity)
+    found = 0
+    for r in range(ints.shape[0]):
+        for c in range(x64.shape[0]):
+            m = min(chunk, n - c * chunk)
+            rule_chunk(x64, x32, c, m, r, ints, params, intensity, tiers, cond_ints, cond_values, inclusive,
+                       base_buffer, tier_buffer, out)
+            for i in range(m):
+                if out[i] > 0.0:
+                    if found == capacity:
+                        capacity *= 2
+                        more_rules = np.empty(capacity, dtype=np.int64)
+                        more_rules[:found] = rules[:found]
+                        rules = more_rules
+                        more_amounts = np.empty(capacity)
+                        more_amounts[:found] = amounts[:found]
+                        amounts = more_amounts
+                    rules[found] = r
+                    amounts[found] = out[i] * share[r]
+                    found += 1
+    return rules[:found].copy(), amounts[:found].copy()
+
+
+def rule_arrays(compiled: CompiledRules) -> tuple:
     return (compiled.ints, compiled.params, compiled.intensity, compiled.tiers, compiled.cond_ints,
             compiled.cond_values)
 
@@ -329,12 +363,12 @@ def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1
     gross = np.empty((compiled.n_rules, n))
     kernel = per_claimant_parallel if n >= PARALLEL_FROM else per_claimant_serial
     if matrix is not None and n <= block:
-        kernel(*matrix, n, *_rule_arrays(compiled), compiled.inclusive, gross)
+        kernel(*matrix, n, *rule_arrays(compiled), compiled.inclusive, gross)
         return gross
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns})
-        kernel(x64, x32, hi - lo, *_rule_arrays(compiled), compiled.inclusive, gross[:, lo:hi])
+        kernel(x64, x32, hi - lo, *rule_arrays(compiled), compiled.inclusive, gross[:, lo:hi])
     return gross
 
 
@@ -363,7 +397,7 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
         matrix = column_matrix(compiled, columns)
     x64, x32 = matrix
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
-    sums, counts, firms = kernel(x64, x32, n, *_rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
+    sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
     return _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
 
 
@@ -373,5 +407,6 @@ def warm(compiled: CompiledRules) -> None:
     if jit.AVAILABLE:
         columns = {name: np.zeros(1) for name in compiled.columns}
         matrix = column_matrix(compiled, columns)
-        fused_serial(*matrix, 1, *_rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
+        fused_serial(*matrix, 1, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
         awards_per_claimant(compiled, columns, 1, matrix=matrix)
+        positive_awards(*matrix, 1, *rule_arrays(compiled), compiled.inclusive, compiled.share)

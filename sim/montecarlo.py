@@ -16,8 +16,9 @@ for very large populations, a group of its blocks), run by an executor (:mod:`si
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -112,6 +113,7 @@ class ClaimsJob:
     keep_rules: tuple[int, ...] = ()  # rules whose claimants every replication keeps one by one (multi-year runs)
     year: int = 0  # index of the year in a multi-year horizon (0: the model's own year)
     growth: Any = None  # sim.years.YearsValues: the growth of claimants and money in later years
+    then: Any = None  # called in the worker on each kept replication: then(replication, claims, built) -> result
     base: Model = field(init=False)
     cache: dict = field(init=False, repr=False, compare=False)
 
@@ -124,13 +126,17 @@ class ClaimsJob:
         return self.base.plan
 
     def model(self, replication: int) -> Model:
+        return self.built(replication)[0]
+
+    def built(self, replication: int) -> tuple[Model, Any]:
+        """The replication's model, and its draw's process model (None for the point values: the caller's)."""
         if self.drawn is None and self.year == 0:
-            return self.base
+            return self.base, None
         draw = replication // self.growth.per_draw if self.drawn is None else self.drawn.draw_of(replication)
         if draw not in self.cache:
             self.cache.clear()  # replications come draw by draw: keep one
-            policy, spec = (self.policy, self.spec) if self.drawn is None else self.drawn.build(draw)[:2]
-            self.cache[draw] = self._grown(policy, spec, replication)
+            policy, spec, process = (self.policy, self.spec, None) if self.drawn is None else self.drawn.build(draw)
+            self.cache[draw] = self._grown(policy, spec, replication), process
         return self.cache[draw]
 
     def _grown(self, policy: Policy, spec: pop.PopulationSpec, replication: int) -> Model:
@@ -187,11 +193,17 @@ class TaskOutput:
     claims: Claims | None
     budgets: np.ndarray  # (domains,) the claims budgets of the replication's model
     kept: Kept | None = None
+    then: Any = None  # what ClaimsJob.then made of the claims (they are then not sent back)
+    then_seconds: float = 0.0
 
 
 def claims_of_block(model: Model, block: dict, m: int, matrix: tuple[np.ndarray, np.ndarray] | None = None) -> Claims:
     """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
-    gross = fused.awards_per_claimant(model.compiled, block, m, matrix=matrix)
+    if matrix is not None:  # compiled: straight from the kernel
+        compiled = model.compiled
+        return Claims(*fused.positive_awards(*matrix, m, *fused.rule_arrays(compiled), compiled.inclusive,
+                                             compiled.share))
+    gross = fused.awards_per_claimant(model.compiled, block, m)
     rows, cols = np.nonzero(gross > 0)
     return Claims(rows.astype(np.int64), gross[rows, cols] * model.compiled.share[rows])
 
@@ -200,8 +212,14 @@ def replication_task(job: ClaimsJob, item: tuple[int, tuple[int, ...]]) -> TaskO
     """Draw and evaluate a group of generation blocks of one replication (the unit of distributed work);
     an empty group means every block."""
     replication, group = item
-    return model_task(job.model(replication), job.seed, replication, group, replication < job.keep_claims,
-                      job.keep_rules)
+    model, process = job.built(replication)
+    keep = replication < job.keep_claims
+    out = model_task(model, job.seed, replication, group, keep, job.keep_rules)
+    if keep and job.then is not None:  # the replication's claims go on in this worker (a whole replication)
+        start = time.perf_counter()
+        then = job.then(replication, out.claims, process)
+        out = replace(out, claims=None, then=then, then_seconds=time.perf_counter() - start)
+    return out
 
 
 def kept_of_block(model: Model, block: dict, m: int, rules: tuple[int, ...]) -> Kept:
@@ -280,6 +298,8 @@ class MonteCarloResult:
     budgets: pd.DataFrame | None = None  # replication x domain claims budget
     settings: dict = field(default_factory=dict)
     kept: list[Kept] = field(default_factory=list, repr=False)  # per replication, with keep_rules
+    then: list = field(default_factory=list, repr=False)  # with ``then``: its result per kept replication
+    then_seconds: float = 0.0  # the time ``then`` took, summed over the workers
 
     def summary(self, level: str = "domain") -> pd.DataFrame:
         return summarise(self.rules, self.policy, level, self.budgets)
@@ -353,7 +373,7 @@ def summarise(rules: pd.DataFrame, policy: Policy, level: str = "domain",
 def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, *, n: int | None = None,
         scale: float = 1.0, executor=None, keep_claims: int = 0, progress: bool | Callable = True,
         label: str = "population and awards", drawn=None, keep_rules: tuple[int, ...] = (), year: int = 0,
-        growth=None) -> MonteCarloResult:
+        growth=None, then=None) -> MonteCarloResult:
     """Run ``replications`` independent draws of the population through every award rule.
 
     ``executor``: where the replications run (:mod:`sim.executors`; default in this process).  Results
@@ -362,23 +382,30 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
     Drawn`); each replication then runs on the model of its draw.  ``progress``: True for a bar, False for
     none, or a callable taking the number of tasks done.  ``keep_rules``, ``year``, ``growth``: for
     multi-year runs (:mod:`sim.years`), the rules whose claimants are kept one by one, the year of the
-    horizon and the growth numbers; ``seed`` is then that year's population seed.
+    horizon and the growth numbers; ``seed`` is then that year's population seed.  ``then``: a picklable
+    callable ``then(replication, claims, process_model)`` run in the worker on each kept replication's claims
+    (the process year, so the claims need not travel back); its results replace the claims (``.then``),
+    where a replication is one task (otherwise the claims are kept and ``then`` is not called).
     """
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     executor = executor or Serial()
     job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn, tuple(keep_rules), year, growth)
     groups = job.groups()
+    if then is not None and len(groups) == 1:
+        job = replace(job, then=then)
     items = [(r, group) for r in range(replications) for group in groups]
     fused.warm(job.base.compiled)
     bar = progress_bar(progress, len(items), label)
     outputs = executor.map(replication_task, job, items, progress=bar)
     bar(None)
-    totals, claims, kept = [], [], []
+    totals, claims, kept, later = [], [], [], []
     for r in range(replications):
         parts = outputs[r * len(groups):(r + 1) * len(groups)]
         totals.append(combine([t for part in parts for t in part.totals] or [empty_totals(policy)]))
-        if r < keep_claims:
+        if r < keep_claims and job.then is not None:
+            later.append(parts[0].then)
+        elif r < keep_claims:
             claims.append(Claims(np.concatenate([p.claims.rule for p in parts]),
                                  np.concatenate([p.claims.amount for p in parts])))
         if keep_rules:
@@ -387,7 +414,7 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
     rules, firms = totals_frame(policy, totals)
     return MonteCarloResult(policy, spec, seed, replications, int(job.base.counts.sum()), rules, firms, claims,
                             budgets_frame(policy, budgets), {"n": n, "scale": scale, "workers": executor.workers},
-                            kept)
+                            kept, later, sum(o.then_seconds for o in outputs))
 
 
 def budgets_frame(policy: Policy, budgets: np.ndarray) -> pd.DataFrame:

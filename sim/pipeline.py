@@ -199,12 +199,41 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
 
 
 # ----------------------------------------------------------------------------- stages
+@dataclass(frozen=True)
+class ProcessYear:
+    """The process stage's work on one replication's claims, done in the worker that drew them (so the
+    claims need not travel): the year by :func:`sim.process.simulate`, on the draw's process model."""
+
+    model: Any  # the scenario's process model (the point values)
+    seed: int
+    rule_map: np.ndarray  # the policy's rule index -> the process model's
+    engine: str
+
+    def __call__(self, replication: int, claims: montecarlo.Claims, process=None) -> process_module.ProcessSummary:
+        model = self.model if process is None else process
+        return process_module.simulate((self.rule_map[claims.rule], claims.amount), model, self.seed, replication,
+                                       engine=self.engine).summary()
+
+
+def _process_year(ctx: Context) -> ProcessYear | None:
+    """The process year to run inside the claims stage's tasks (one-year runs; None otherwise)."""
+    if "process" not in ctx.settings.stages or ctx.years is not None:
+        return None
+    queues.warm()
+    rule_map = pd.Index(list(ctx.process_model.rules)).get_indexer(list(ctx.policy.rule_ids))
+    return ProcessYear(ctx.process_model, ctx.settings.seed, rule_map, ctx.settings.process_engine)
+
+
 def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
     s = ctx.settings
     with ctx.timed("claims"):
+        then = _process_year(ctx)
         result = montecarlo.run(ctx.policy, ctx.spec, s.replications, s.seed, n=s.n, scale=s.scale,
                                 executor=ctx.executor, keep_claims=s.process_count, progress=ctx.progress,
-                                label="1 population and awards", drawn=ctx.drawn, keep_rules=_kept_rules(ctx))
+                                label="1 population and awards" + (", process year" if then else ""),
+                                drawn=ctx.drawn, keep_rules=_kept_rules(ctx), then=then)
+        if result.then:
+            ctx.timings["process_years_in_claims_tasks_s"] = round(result.then_seconds, 3)
         ctx.population = result.population
         _check_finite(result.rules)
         ctx.tables.update(rules=result.rules, firms=result.firms, budgets=result.budgets)
@@ -361,7 +390,10 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     with ctx.timed("process"):
         queues.warm()
         bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
-        if ctx.years is None:
+        if result.then:  # the years ran in the claims stage's tasks
+            summaries = result.then
+            bar(len(summaries))
+        elif ctx.years is None:
             summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn, s.process_engine),
                                          list(enumerate(result.claims)), progress=bar)
         else:
