@@ -315,37 +315,24 @@ def per_claimant_parallel(x64, x32, n, ints, params, intensity, tiers, cond_ints
 
 
 @_jit()
-def positive_awards(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, inclusive, share):
-    """Every positive award of a block, rule by rule and claimant by claimant (the order of
-    ``np.nonzero(awards > 0)`` on the per-claimant matrix), as (rule, award x district share): what the
-    process stage needs, without the rules x claimants matrix."""
-    chunk = x64.shape[2]
-    out = np.zeros(chunk)
-    base_buffer = np.zeros(chunk)
-    tier_buffer = np.zeros(chunk)
-    capacity = max(n // 4, 64)
-    rules = np.empty(capacity, dtype=np.int64)
-    amounts = np.empty(capacity)
+def positive_awards(gross, share):
+    """Every positive award of a (rules x claimants) award matrix, rule by rule and claimant by claimant (the
+    order of ``np.nonzero(gross > 0)``), as (rule, award x district share): what the process stage needs."""
     found = 0
-    for r in range(ints.shape[0]):
-        for c in range(x64.shape[0]):
-            m = min(chunk, n - c * chunk)
-            rule_chunk(x64, x32, c, m, r, ints, params, intensity, tiers, cond_ints, cond_values, inclusive,
-                       base_buffer, tier_buffer, out)
-            for i in range(m):
-                if out[i] > 0.0:
-                    if found == capacity:
-                        capacity *= 2
-                        more_rules = np.empty(capacity, dtype=np.int64)
-                        more_rules[:found] = rules[:found]
-                        rules = more_rules
-                        more_amounts = np.empty(capacity)
-                        more_amounts[:found] = amounts[:found]
-                        amounts = more_amounts
-                    rules[found] = r
-                    amounts[found] = out[i] * share[r]
-                    found += 1
-    return rules[:found].copy(), amounts[:found].copy()
+    for r in range(gross.shape[0]):
+        for i in range(gross.shape[1]):
+            if gross[r, i] > 0.0:
+                found += 1
+    rules = np.empty(found, dtype=np.int64)
+    amounts = np.empty(found)
+    k = 0
+    for r in range(gross.shape[0]):
+        for i in range(gross.shape[1]):
+            if gross[r, i] > 0.0:
+                rules[k] = r
+                amounts[k] = gross[r, i] * share[r]
+                k += 1
+    return rules, amounts
 
 
 def rule_arrays(compiled: CompiledRules) -> tuple:
@@ -409,4 +396,4 @@ def warm(compiled: CompiledRules) -> None:
         matrix = column_matrix(compiled, columns)
         fused_serial(*matrix, 1, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
         awards_per_claimant(compiled, columns, 1, matrix=matrix)
-        positive_awards(*matrix, 1, *rule_arrays(compiled), compiled.inclusive, compiled.share)
+        positive_awards(np.zeros((compiled.n_rules, 1)), compiled.share)

@@ -199,11 +199,9 @@ class TaskOutput:
 
 def claims_of_block(model: Model, block: dict, m: int, matrix: tuple[np.ndarray, np.ndarray] | None = None) -> Claims:
     """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
-    if matrix is not None:  # compiled: straight from the kernel
-        compiled = model.compiled
-        return Claims(*fused.positive_awards(*matrix, m, *fused.rule_arrays(compiled), compiled.inclusive,
-                                             compiled.share))
-    gross = fused.awards_per_claimant(model.compiled, block, m)
+    gross = fused.awards_per_claimant(model.compiled, block, m, matrix=matrix)
+    if matrix is not None:  # compiled: the positive awards picked out by a compiled loop
+        return Claims(*fused.positive_awards(gross, model.compiled.share))
     rows, cols = np.nonzero(gross > 0)
     return Claims(rows.astype(np.int64), gross[rows, cols] * model.compiled.share[rows])
 
