@@ -222,8 +222,9 @@ def rule_chunk(x64, x32, c, m, r, ints, params, intensity, tiers, cond_ints, con
 
 @_jit()
 def chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive,
-                 sums, counts, firms):
-    """Every rule on chunk c: lane sums, claimant counts per rule, claimant firms (all, per domain)."""
+                 sums, counts, firms, gross):
+    """Every rule on chunk c: lane sums, claimant counts per rule, claimant firms (all, per domain); and, where
+    ``gross`` has a column per claimant, each claimant's award (rules x n) too."""
     chunk = x64.shape[2]
     m = min(chunk, n - c * chunk)
     out = np.zeros(chunk)  # stays zero past m: adding 0.0 leaves a lane unchanged
@@ -233,6 +234,10 @@ def chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond
     for r in range(ints.shape[0]):
         rule_chunk(x64, x32, c, m, r, ints, params, intensity, tiers, cond_ints, cond_values, inclusive,
                    base_buffer, tier_buffer, out)
+        if gross.shape[0] == ints.shape[0] and gross.shape[1] == n:
+            row = gross[r]
+            for i in range(m):
+                row[c * chunk + i] = out[i]
         a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = 0.0
         i = 0
         while i < chunk:  # a while loop compiles to tighter code than range(0, chunk, 8)
@@ -264,26 +269,26 @@ def chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond
 
 
 @_jit()
-def fused_serial(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive):
+def fused_serial(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive, gross):
     n_chunks, rules = x64.shape[0], ints.shape[0]
     sums = np.zeros((n_chunks, rules))
     counts = np.zeros((n_chunks, rules), dtype=np.int64)
     firms = np.zeros((n_chunks, n_domains + 1), dtype=np.int64)
     for c in range(n_chunks):
         chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive,
-                     sums, counts, firms)
+                     sums, counts, firms, gross)
     return sums, counts, firms
 
 
 @_jit(parallel=True)
-def fused_parallel(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive):
+def fused_parallel(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive, gross):
     n_chunks, rules = x64.shape[0], ints.shape[0]
     sums = np.zeros((n_chunks, rules))
     counts = np.zeros((n_chunks, rules), dtype=np.int64)
     firms = np.zeros((n_chunks, n_domains + 1), dtype=np.int64)
     for c in prange(n_chunks):
         chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, n_domains, inclusive,
-                     sums, counts, firms)
+                     sums, counts, firms, gross)
     return sums, counts, firms
 
 
@@ -371,8 +376,9 @@ def awards_of_rules(compiled: CompiledRules, rows: np.ndarray, columns, n: int) 
 
 
 def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
-           matrix: tuple[np.ndarray, np.ndarray] | None = None, n: int | None = None):
-    """Per-rule (award, district) totals, claimant counts per rule, and claimant firms (all, per domain).
+           matrix: tuple[np.ndarray, np.ndarray] | None = None, n: int | None = None, awards: bool = False):
+    """Per-rule (award, district) totals, claimant counts per rule, and claimant firms (all, per domain); with
+    ``awards`` (compiled path only) also the (rules x n) per-claimant awards, computed in the same pass.
 
     Uses the compiled kernel when numba is installed, else :func:`totals_numpy`; both give the same bits.
     """
@@ -384,8 +390,10 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
         matrix = column_matrix(compiled, columns)
     x64, x32 = matrix
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
-    sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
-    return _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
+    gross = np.zeros((compiled.n_rules, n if awards else 0))
+    sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive, gross)
+    found = _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
+    return (*found, gross) if awards else found
 
 
 def warm(compiled: CompiledRules) -> None:
@@ -394,6 +402,7 @@ def warm(compiled: CompiledRules) -> None:
     if jit.AVAILABLE:
         columns = {name: np.zeros(1) for name in compiled.columns}
         matrix = column_matrix(compiled, columns)
-        fused_serial(*matrix, 1, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive)
+        fused_serial(*matrix, 1, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive,
+                     np.zeros((compiled.n_rules, 1)))
         awards_per_claimant(compiled, columns, 1, matrix=matrix)
         positive_awards(np.zeros((compiled.n_rules, 1)), compiled.share)

@@ -241,9 +241,15 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
             for name in model.compiled.wide:
                 block[name] = block[name] * model.money
         matrix = fused.column_matrix(model.compiled, block) if fused.jit.AVAILABLE and m else None
-        totals.append(block_totals(model.policy, block, model.compiled, matrix))
-        if keep:
-            claims.append(claims_of_block(model, block, m, matrix))
+        if keep and matrix is not None:  # totals and each claimant's awards in one compiled pass
+            (award, district), claimants, firms, gross = fused.totals(model.policy, block, model.compiled, matrix, m,
+                                                                      awards=True)
+            totals.append(BlockTotals(award, district, claimants, firms))
+            claims.append(Claims(*fused.positive_awards(gross, model.compiled.share)))
+        else:
+            totals.append(block_totals(model.policy, block, model.compiled, matrix))
+            if keep:
+                claims.append(claims_of_block(model, block, m, matrix))
         if keep_rules:
             kept.append(kept_of_block(model, block, m, keep_rules))
     out = None
@@ -251,18 +257,6 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
         out = Claims(np.concatenate([c.rule for c in claims] or [np.zeros(0, np.int64)]),
                      np.concatenate([c.amount for c in claims] or [np.zeros(0)]))
     return TaskOutput(totals, out, model.budgets, join_kept(kept) if keep_rules else None)
-
-
-def population_totals(models: Sequence[Model], seed: int, replication: int) -> list[list[BlockTotals]]:
-    """Block totals of several models that draw the same claimants (the same population spec values, money
-    as drawn): each block drawn once from the first model and evaluated under every model's rules."""
-    first = models[0]
-    out: list[list[BlockTotals]] = [[] for _ in models]
-    for segment, block_index, m in first.plan:
-        block = pop.draw_block(first.spec, seed, replication, segment, block_index, m)
-        for model, totals in zip(models, out, strict=True):
-            totals.append(block_totals(model.policy, block, compiled=model.compiled))
-    return out
 
 
 def join_kept(parts: Sequence[Kept]) -> Kept:

@@ -35,6 +35,7 @@ from sim.progress import progress_bar
 SOBOL_STREAM = 0x50B0_0011
 MEASURES = ("claims", "shortfall", "overrun")
 REPLICATION_SPAN = 1 << 30  # replication numbers of the design rows are drawn from [0, REPLICATION_SPAN)
+BLOCK_CACHE = 20_000  # block totals a worker keeps (about 1.5 KB each)
 
 
 # ----------------------------------------------------------------------------- the estimators
@@ -125,6 +126,8 @@ class SobolJob:
     replications: np.ndarray  # the replication number of each row (the aleatory column)
     claims_groups: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # award-rule groups
     rules: dict = field(default_factory=dict, compare=False, repr=False)  # in each worker: policies built, by values
+    segment_groups: tuple = ()  # per segment: the population groups that change its claimants' draws
+    blocks: dict = field(default_factory=dict, compare=False, repr=False)  # in each worker: block totals, by key
 
 
 def kinds(assumptions: assumptions_module.Assumptions) -> dict[str, str]:
@@ -171,7 +174,21 @@ def evaluate_population(job: SobolJob, rows: tuple[int, ...]) -> list[np.ndarray
                                             origin=f"{job.drawn.origin}, design row {rows[0]} (population)")
     models = [montecarlo.Model(_rules_of(job, row), spec, spec.counts(job.n, job.scale)) for row in rows]
     replication = int(job.replications[rows[0]])
-    totals = montecarlo.population_totals(models, job.seed, replication)
+    values = job.drawn.rows[rows[0]]
+    rules_keys = [tuple(job.drawn.rows[row][job.claims_groups].tolist()) for row in rows]
+    if len(job.blocks) > BLOCK_CACHE:
+        job.blocks.clear()
+    totals: list[list] = [[] for _ in models]
+    for segment, block_index, m in models[0].plan:
+        drawn_here = (replication, segment, block_index, m, *values[job.segment_groups[segment]].tolist())
+        keys = [(drawn_here, rules) for rules in rules_keys]
+        if any(key not in job.blocks for key in keys):  # draw the block once for the rows that lack it
+            block = population_module.draw_block(spec, job.seed, replication, segment, block_index, m)
+            for key, model in zip(keys, models, strict=True):
+                if key not in job.blocks:
+                    job.blocks[key] = montecarlo.block_totals(model.policy, block, model.compiled)
+        for key, parts in zip(keys, totals, strict=True):
+            parts.append(job.blocks[key])
     out = []
     for model, parts in zip(models, totals, strict=True):
         combined = montecarlo.combine(parts or [montecarlo.empty_totals(model.policy)])
@@ -189,6 +206,26 @@ def _rules_of(job: SobolJob, row: int):
         job.rules[key] = policy_module.from_dict(drawn["policy"], origin=f"{job.drawn.origin}, design row {row} "
                                               "(policy)", source_text=job.drawn.source_text)
     return job.rules[key]
+
+
+def segment_groups(assumptions: assumptions_module.Assumptions, spec, keys: tuple[str, ...]) -> tuple:
+    """Per segment of the population, the indices of the assumption groups that change how its claimants are
+    drawn: its own numbers (``segments``), its claimant kind's (``claimants``), and any other population
+    number (which may reach every segment).  A block of a segment is the same draw for two design rows that
+    agree on these groups, the replication number and the block's size."""
+    kinds_of = [segment.claimant for segment in spec.segments]
+    touches: list[set[int]] = [set() for _ in spec.segments]
+    for g, key in enumerate(keys):
+        for number in assumptions.members(key):
+            if number.file != "population":
+                continue
+            path = number.path
+            reached = ([path[1]] if path[0] == "segments" else
+                       [s for s, kind in enumerate(kinds_of) if kind == path[1]] if path[0] == "claimants" else
+                       range(len(touches)))
+            for s in reached:
+                touches[s].add(g)
+    return tuple(np.array(sorted(t), dtype=np.int64) for t in touches)
 
 
 def row_budgets(drawn: assumptions_module.Drawn, policy, rows: np.ndarray) -> np.ndarray:
@@ -215,7 +252,10 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
 
     Rows of the design that share their claimants draw them once (:func:`shared_draws`): a row that changes
     only award-rule numbers applies its rules to the same blocks, one that changes only budgets or the
-    process reuses the claims outright.  The evaluations are those of every row on its own, bit for bit.
+    process reuses the claims outright; and a row that changes the population of some segments only
+    reuses the other segments' blocks of its base row (:func:`segment_groups`; the rows are ordered so that
+    a base row and its variants run together).  The evaluations are those of every row on its own, bit for
+    bit.
     """
     from sim.executors import Serial
 
@@ -228,8 +268,10 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     kind = kinds(drawn.assumptions)
     rules_groups = np.array([g for g, key in enumerate(groups) if kind[key] == "claims"], dtype=np.int64)
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
-                                            drawn.origin), policy, spec, seed, n, scale, replications, rules_groups)
+                                            drawn.origin), policy, spec, seed, n, scale, replications, rules_groups,
+                   segment_groups=segment_groups(drawn.assumptions, spec, groups))
     populations, representative = shared_draws(rows[:, :k], replications, kind, groups)
+    populations.sort(key=lambda rows_: int(replications[rows_[0]]))  # a base row beside its variants: blocks reused
     fused.warm(fused.compile_rules(policy))
     bar = progress_bar(progress, len(populations), "4 sensitivity (Sobol)")
     results = executor.map(evaluate_population, job, populations, progress=bar)
