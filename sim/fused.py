@@ -95,7 +95,7 @@ def compile_rules(policy: Policy) -> CompiledRules:
 def column_matrix(compiled: CompiledRules, columns) -> tuple[np.ndarray, np.ndarray]:
     """Claimant attributes in the kernel's layout: money as (chunks, attributes, CHUNK) float64 and flags,
     counts and grades as (chunks, attributes, CHUNK) float32 (whole numbers, exact), chunk-major so
-    that each chunk's columns lie together in memory.  The last chunk's tail is zero and never read."""
+    that each chunk's columns lie together in memory.  The last chunk's tail is left as it is: never read."""
     n = len(columns[compiled.columns[0]])
     chunks = max(1, -(-n // CHUNK))
     full = n // CHUNK
@@ -105,8 +105,7 @@ def column_matrix(compiled: CompiledRules, columns) -> tuple[np.ndarray, np.ndar
         for a, name in enumerate(names):
             column = np.asarray(columns[name])
             matrix[:full, a, :] = column[:full * CHUNK].reshape(full, CHUNK)
-            if full < chunks:
-                matrix[full, a, :] = 0
+            if full < chunks:  # the tail past n is never read (the kernels stop at each chunk's m)
                 matrix[full, a, :n - full * CHUNK] = column[full * CHUNK:n]
         out.append(matrix)
     return out[0], out[1]

@@ -820,8 +820,9 @@ def spec_from_dict(data: Mapping[str, Any], policy: Policy, origin: str = "<popu
 
 
 # ----------------------------------------------------------------------------- drawing
+@functools.lru_cache(maxsize=4096)
 def _threshold(p: float) -> float:
-    """Score above which a standard normal lies with probability p."""
+    """Score above which a standard normal lies with probability p (remembered: a few dozen values recur)."""
     if p <= 0:
         return np.inf
     if p >= 1:
