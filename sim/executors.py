@@ -33,24 +33,39 @@ def cores() -> int:
 
 
 def one_thread_each() -> None:
-    """Hold BLAS and OpenMP in this process to one thread (numba's own pool is never started: see above)."""
+    """Hold BLAS and OpenMP in this (worker) process to one thread (numba's own pool is never started: see
+    above)."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(1)
 
 
+def _threads(limit: int | None):
+    """BLAS/OpenMP held to ``limit`` threads for the duration (None: as they are)."""
+    if limit is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limit)
+
+
 class Serial:
-    """Run every task here, one after the other."""
+    """Run every task here, one after the other (with ``one_thread``, BLAS/OpenMP held to one thread while
+    they run, then given back what they had)."""
 
     workers = 1
     name = "in-process"
 
+    def __init__(self, one_thread: bool = False):
+        self.one_thread = one_thread
+
     def map(self, task: Callable, shared: Any, items: Sequence, progress: Callable[[int], None] | None = None) -> list:
         out = []
-        for item in items:
-            out.append(task(shared, item))
-            if progress is not None:
-                progress(1)
+        with _threads(1 if self.one_thread else None):
+            for item in items:
+                out.append(task(shared, item))
+                if progress is not None:
+                    progress(1)
         return out
 
     def close(self) -> None:
@@ -114,14 +129,13 @@ class Processes:
 
 def local(threads: int | None = None):
     """The executor for this machine: ``threads`` worker processes (default: one per core), or this process
-    itself for one thread (BLAS then held to one thread here too) and inside a daemonic process (a
+    itself for one thread (BLAS then held to one thread while the tasks run) and inside a daemonic process (a
     ``multiprocessing.Pool`` worker, which may not start processes of its own)."""
     threads = cores() if threads is None else threads
     if threads < 1:
         raise FiscalsimError(f"--threads must be >= 1, got {threads}")
     if threads == 1 or multiprocessing.current_process().daemon:
-        one_thread_each()
-        return Serial()
+        return Serial(one_thread=True)
     return Processes(threads)
 
 

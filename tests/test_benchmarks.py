@@ -22,6 +22,8 @@ def test_bench_montecarlo_runs_tiny(tmp_path):
 
     results, big = bench_montecarlo.main(["--replications", "2", "--big", "70000", "--json", str(tmp_path / "m.json")])
     assert results[0]["replications"] == 2 and big["peak_bytes"] > 0
+    _, large = bench_montecarlo.main(["--replications", "1", "--big", "3000", "--big-replications", "2"])
+    assert large["replications"] == 2 and 0 < large["drawing_share"] and large["normals_per_replication"] > 3000
 
 
 def test_bench_budget_runs_tiny(tmp_path):

@@ -1,5 +1,6 @@
 """The fiscalsim command line: catalogue, awards for a firm table, explanations, bad tables."""
 
+import json
 import re
 import shutil
 import subprocess
@@ -167,3 +168,20 @@ def test_run_with_a_scenario_file_and_a_bad_one(capsys, tmp_path):
     code, _, err = run(capsys, "run", str(bad), "-r", "2", "-o", str(tmp_path / "r2"))
     assert code == 2 and "policy.rules.a13-rd-increase-largest: no such rule" in err
     assert not (tmp_path / "r2").exists()
+
+
+def test_threads_and_the_process_engine_are_the_users_to_choose(capsys, tmp_path):
+    """--threads 1 keeps the work in this process, --process-engine simpy steps SimPy itself: the same tables;
+    --threads 0 is refused with one message and nothing written."""
+    common = ("-r", "2", "--n", "3000", "--no-sensitivity", "--no-report", "--no-progress")
+    code, _, _ = run(capsys, "run", *common, "--threads", "1", "-o", str(tmp_path / "one"))
+    assert code == 0
+    code, _, _ = run(capsys, "run", *common, "--threads", "2", "--process-engine", "simpy", "-o", str(tmp_path / "two"))
+    assert code == 0
+    one, two = (json.loads((tmp_path / name / "manifest.json").read_text()) for name in ("one", "two"))
+    assert (one["executor"], one["workers"], one["process_engines"]) == ("in-process", 1, {"recursion": 2})
+    assert (two["executor"], two["workers"], two["process_engines"]) == ("processes", 2, {"simpy": 2})
+    for table in ("rules.parquet", "process_outcomes.parquet", "process_queues.parquet"):
+        assert (tmp_path / "one" / table).read_bytes() == (tmp_path / "two" / table).read_bytes(), table
+    code, _, err = run(capsys, "run", *common, "--threads", "0", "-o", str(tmp_path / "none"))
+    assert code != 0 and "--threads must be >= 1, got 0" in err and not (tmp_path / "none").exists()

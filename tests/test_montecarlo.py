@@ -239,3 +239,30 @@ def test_tasks_partition_a_replications_blocks(monkeypatch):
     parts = [mc.replication_task(job, (0, g)) for g in groups]
     whole = mc.replication_task(job, (0, ()))
     assert sum(len(p.totals) for p in parts) == len(whole.totals) == len(job.plan)
+
+
+def _scaled_square(factor, item):
+    return factor * item * item
+
+
+def _inside_a_pool_worker(_):
+    from sim import executors
+
+    return executors.local(2).name
+
+
+def test_worker_processes_return_results_in_item_order_and_stay_out_of_daemonic_workers():
+    import multiprocessing
+
+    from sim import executors
+    from sim.errors import FiscalsimError
+
+    done = []
+    assert executors.Processes(2).map(_scaled_square, 3, list(range(23)), progress=done.append) == [
+        3 * i * i for i in range(23)]
+    assert sum(done) == 23
+    assert isinstance(executors.local(1), executors.Serial) and executors.local(2).workers == 2
+    with pytest.raises(FiscalsimError, match="--threads must be >= 1, got 0"):
+        executors.local(0)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:  # a daemonic worker may not start processes
+        assert pool.map(_inside_a_pool_worker, [0]) == ["in-process"]
