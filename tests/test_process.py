@@ -281,3 +281,20 @@ def test_same_instant_events_go_to_simpy_itself():
     assert pr.simulate(claims, model, seed=1).engine == "simpy"
     with pytest.raises(ValueError, match="engine must be one of"):
         pr.simulate(claims, model, seed=1, engine="fast")
+
+
+def test_two_approvals_of_one_domain_decided_at_one_instant_go_to_simpy_itself():
+    """Reviews of no length on applications submitted at one instant (not on the stroke of a day): both are
+    decided at that instant, so their order in the payment run is SimPy's to say; the recursion declines."""
+    from sim import queues
+
+    assert queues._repeats(np.array([5.0, 3.0, 3.0]), np.array([0, 1, 1]))
+    assert not queues._repeats(np.array([5.0, 3.0, 3.0]), np.array([1, 0, 1]))  # one instant, two domains
+    assert not queues._repeats(np.array([5.0, 3.0, 4.0]), np.array([1, 1, 1]))
+    window = pr.Window("instant", ((100.5, 100.5),))
+    bureaus = {**MODEL.bureaus, "區衛生健康局": pr.Bureau("區衛生健康局", 5, 0.0, "instant")}
+    rules = {**MODEL.rules, A49: pr.RuleProcess(A49, "區衛生健康局", "livelihood", "instant", 0.0, 0.0, 1.0)}
+    model = MODEL.with_changes(windows={**MODEL.windows, "instant": window}, bureaus=bureaus, rules=rules)
+    claims = pd.DataFrame({"rule": [A49] * 3, "amount": [2.0, 3.0, 4.0]})
+    result = pr.simulate(claims, model, seed=1)
+    assert result.engine == "simpy" and (result.applications["decided_day"] == 100.5).all()
