@@ -72,6 +72,11 @@ def main(argv=None) -> list[dict]:
         print(f"{label:>28} " + " ".join(f"{row[c]:>11.2f}" for c in columns)
               + f" {row['ratio']:>9.2f} {row['peak_mib']:>9.0f} {row['worker_mib']:>10.0f}")
         rows.append(row)
+    if args.repeat > 1:
+        print("ranges [min, max] over the repeats:")
+        for row in rows:
+            print(f"{row['run']:>28} " + " ".join(f"{c} [{row[c + '_range'][0]:.2f}, {row[c + '_range'][1]:.2f}]"
+                                                  for c in columns if row[c] > 0))
     return rows
 
 
