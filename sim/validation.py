@@ -72,6 +72,22 @@ class FrozenMap(Mapping):
     def __getitem__(self, key):
         return self._data[key]
 
+    # The dict's own lookups rather than Mapping's generic ones (the generator asks for numbers per step).
+    def get(self, key, default=None):
+        return self._data.get(key, default)
+
+    def __contains__(self, key) -> bool:
+        return key in self._data
+
+    def items(self):
+        return self._data.items()
+
+    def keys(self):
+        return self._data.keys()
+
+    def values(self):
+        return self._data.values()
+
     def __iter__(self) -> Iterator:
         return iter(self._data)
 
