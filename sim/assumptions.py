@@ -183,9 +183,13 @@ def apply(data: dict[str, dict], assumptions: Assumptions, row: np.ndarray,
     for number in assumptions.numbers:
         if number.file not in out:
             continue
-        x = quantile(number.uncertainty, number.point, float(row[index[number.uncertainty.group]]))
-        _set(out[number.file], number.path, changed(number, x))
+        _set(out[number.file], number.path, value_in(number, float(row[index[number.uncertainty.group]])))
     return out
+
+
+def value_in(number: Uncertain, u: float) -> Any:
+    """The number's value in a draw where its group's uniform is ``u``."""
+    return changed(number, quantile(number.uncertainty, number.point, u))
 
 
 def draws_table(assumptions: Assumptions, rows: np.ndarray, per_draw: int, replications: int) -> pd.DataFrame:

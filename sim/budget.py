@@ -127,15 +127,20 @@ def _solve_highs(lp: LinearProgram) -> Solution:
         raise _status_error(lp, named.get(status, h.modelStatusToString(status)))
     solution = h.getSolution()
     x = np.asarray(solution.col_value)
-    dual, activity = np.asarray(solution.row_dual), np.asarray(solution.row_value)
-    duals, slacks, offset = {}, {}, 0
-    for k, block in enumerate(blocks):
-        n = len(block.names)
-        duals[block.family] = dual[offset:offset + n]
-        slacks[block.family] = (block.rhs - activity[offset:offset + n] if k < len(lp.inequalities)
-                                else np.zeros(n))
-        offset += n
+    duals = _per_family(blocks, np.asarray(solution.row_dual))
+    activity = _per_family(lp.inequalities, np.asarray(solution.row_value))
+    slacks = {**{b.family: b.rhs - activity[b.family] for b in lp.inequalities},
+              **{b.family: np.zeros(len(b.names)) for b in lp.equalities}}
     return Solution(lp, "highs", x, float(lp.cost @ x), duals, slacks, seconds, model_seconds)
+
+
+def _per_family(blocks: Sequence[RowBlock], values: np.ndarray) -> dict[str, np.ndarray]:
+    """A solver's per-row values (stacked in block order) cut into one array per constraint family."""
+    out, offset = {}, 0
+    for block in blocks:
+        out[block.family] = values[offset:offset + len(block.names)]
+        offset += len(block.names)
+    return out
 
 
 def _highspy():
@@ -166,19 +171,8 @@ def _solve_scipy(lp: LinearProgram) -> Solution:
     seconds = time.perf_counter() - start
     if res.status != 0:
         raise _status_error(lp, {2: "infeasible", 3: "unbounded"}.get(res.status, res.message))
-    duals, slacks = {}, {}
-    offset = 0
-    for block in lp.inequalities:
-        n = len(block.names)
-        duals[block.family] = res.ineqlin.marginals[offset:offset + n]
-        slacks[block.family] = res.slack[offset:offset + n]
-        offset += n
-    offset = 0
-    for block in lp.equalities:
-        n = len(block.names)
-        duals[block.family] = res.eqlin.marginals[offset:offset + n]
-        slacks[block.family] = np.zeros(n)
-        offset += n
+    duals = {**_per_family(lp.inequalities, res.ineqlin.marginals), **_per_family(lp.equalities, res.eqlin.marginals)}
+    slacks = {**_per_family(lp.inequalities, res.slack), **{b.family: np.zeros(len(b.names)) for b in lp.equalities}}
     return Solution(lp, "scipy", res.x, float(res.fun), duals, slacks, seconds)
 
 

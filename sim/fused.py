@@ -344,18 +344,13 @@ def rule_arrays(compiled: CompiledRules) -> tuple:
             compiled.cond_values)
 
 
-def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16,
-                        matrix: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+def awards_per_claimant(compiled: CompiledRules, columns, n: int, block: int = 1 << 16) -> np.ndarray:
     """(rules x n) float64 awards, the same bits as the NumPy kernels; inputs re-laid out block by block
-    so the extra memory is one block's columns, not the population's (``matrix``: the columns already laid
-    out by :func:`column_matrix`, for n up to ``block``)."""
+    so the extra memory is one block's columns, not the population's."""
     if not jit.AVAILABLE:
         return _evaluate(compiled, columns, n)
     gross = np.empty((compiled.n_rules, n))
     kernel = per_claimant_parallel if n >= PARALLEL_FROM else per_claimant_serial
-    if matrix is not None and n <= block:
-        kernel(*matrix, n, *rule_arrays(compiled), compiled.inclusive, gross)
-        return gross
     for lo in range(0, n, block):
         hi = min(n, lo + block)
         x64, x32 = column_matrix(compiled, {k: np.asarray(columns[k])[lo:hi] for k in compiled.columns})
@@ -403,5 +398,5 @@ def warm(compiled: CompiledRules) -> None:
         matrix = column_matrix(compiled, columns)
         fused_serial(*matrix, 1, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive,
                      np.zeros((compiled.n_rules, 1)))
-        awards_per_claimant(compiled, columns, 1, matrix=matrix)
+        awards_per_claimant(compiled, columns, 1)  # the kept claimants of a multi-year run
         positive_awards(np.zeros((compiled.n_rules, 1)), compiled.share)

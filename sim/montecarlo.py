@@ -197,11 +197,10 @@ class TaskOutput:
     then_seconds: float = 0.0
 
 
-def claims_of_block(model: Model, block: dict, m: int, matrix: tuple[np.ndarray, np.ndarray] | None = None) -> Claims:
-    """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims."""
-    gross = fused.awards_per_claimant(model.compiled, block, m, matrix=matrix)
-    if matrix is not None:  # compiled: the positive awards picked out by a compiled loop
-        return Claims(*fused.positive_awards(gross, model.compiled.share))
+def claims_of_block(model: Model, block: dict, m: int) -> Claims:
+    """Every positive award of a block, rule by rule (the NumPy path's order), as district-paid claims (the
+    NumPy path's; the compiled path has them from the fused kernel's own pass, see :func:`model_task`)."""
+    gross = fused.awards_per_claimant(model.compiled, block, m)
     rows, cols = np.nonzero(gross > 0)
     return Claims(rows.astype(np.int64), gross[rows, cols] * model.compiled.share[rows])
 
@@ -249,7 +248,7 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
         else:
             totals.append(block_totals(model.policy, block, model.compiled, matrix))
             if keep:
-                claims.append(claims_of_block(model, block, m, matrix))
+                claims.append(claims_of_block(model, block, m))
         if keep_rules:
             kept.append(kept_of_block(model, block, m, keep_rules))
     out = None
@@ -382,10 +381,10 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
     if replications < 1:
         raise ValueError(f"replications must be >= 1, got {replications}")
     executor = executor or Serial()
-    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn, tuple(keep_rules), year, growth)
+    job = ClaimsJob(policy, spec, seed, n, scale, keep_claims, drawn, tuple(keep_rules), year, growth, then)
     groups = job.groups()
-    if then is not None and len(groups) == 1:
-        job = replace(job, then=then)
+    if then is not None and len(groups) > 1:  # a replication in several tasks: its claims come back whole
+        job = replace(job, then=None)
     items = [(r, group) for r in range(replications) for group in groups]
     fused.warm(job.base.compiled)
     bar = progress_bar(progress, len(items), label)

@@ -209,6 +209,13 @@ class ProcessYear:
     rule_map: np.ndarray  # the policy's rule index -> the process model's
     engine: str
 
+    @classmethod
+    def of(cls, model, policy, seed: int, engine: str) -> ProcessYear:
+        """The year for ``policy``'s claims on the process ``model`` (its kernels compiled here, before any
+        worker forks)."""
+        queues.warm()
+        return cls(model, seed, pd.Index(list(model.rules)).get_indexer(list(policy.rule_ids)), engine)
+
     def __call__(self, replication: int, claims: montecarlo.Claims, process=None) -> process_module.ProcessSummary:
         model = self.model if process is None else process
         return process_module.simulate((self.rule_map[claims.rule], claims.amount), model, self.seed, replication,
@@ -219,9 +226,7 @@ def _process_year(ctx: Context) -> ProcessYear | None:
     """The process year to run inside the claims stage's tasks (one-year runs; None otherwise)."""
     if "process" not in ctx.settings.stages or ctx.years is not None:
         return None
-    queues.warm()
-    rule_map = pd.Index(list(ctx.process_model.rules)).get_indexer(list(ctx.policy.rule_ids))
-    return ProcessYear(ctx.process_model, ctx.settings.seed, rule_map, ctx.settings.process_engine)
+    return ProcessYear.of(ctx.process_model, ctx.policy, ctx.settings.seed, ctx.settings.process_engine)
 
 
 def claims_stage(ctx: Context) -> montecarlo.MonteCarloResult:
@@ -333,14 +338,11 @@ def _check_finite(rules: pd.DataFrame) -> None:
 
 
 def process_task(shared: tuple, item: tuple[int, montecarlo.Claims]) -> process_module.ProcessSummary:
-    """One replication's claims through the SimPy year (run on the executor), on the process model of the
-    replication's assumption draw."""
-    model, seed, rule_map, drawn, engine = shared
+    """One replication's claims through the year (run on the executor) where the claims stage could not run it
+    in its own tasks (a replication cut into several), on the process model of the replication's draw."""
+    year, drawn = shared
     replication, claims = item
-    if drawn is not None:
-        model = _drawn_process(drawn, drawn.draw_of(replication))
-    return process_module.simulate((rule_map[claims.rule], claims.amount), model, seed, replication,
-                                   engine=engine).summary()
+    return year(replication, claims, None if drawn is None else _drawn_process(drawn, drawn.draw_of(replication)))
 
 
 _PROCESS_CACHE: dict = {}
@@ -360,7 +362,8 @@ def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
     the year before left unpaid (approved but not paid, or deferred when the budget ran out) paid first.
     Per year: the summary, and the carried amounts in and out per domain.  The first year is the one-year
     run's process year, bit for bit."""
-    model, seed, rule_map, drawn, years, values, calendar, engine = shared
+    year, drawn, years, values, calendar = shared
+    model, seed, rule_map, engine = year.model, year.seed, year.rule_map, year.engine
     replication, per_year = item
     if drawn is not None:
         model = _drawn_process(drawn, drawn.draw_of(replication))
@@ -385,19 +388,18 @@ def years_process_task(shared: tuple, item: tuple[int, list]) -> list[tuple]:
 
 def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     model = ctx.process_model
-    rule_map = pd.Index(list(model.rules)).get_indexer(list(ctx.policy.rule_ids))
     s = ctx.settings
     with ctx.timed("process"):
-        queues.warm()
         bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
         if result.then:  # the years ran in the claims stage's tasks
             summaries = result.then
             bar(len(summaries))
         elif ctx.years is None:
-            summaries = ctx.executor.map(process_task, (model, s.seed, rule_map, ctx.drawn, s.process_engine),
-                                         list(enumerate(result.claims)), progress=bar)
+            year = ProcessYear.of(model, ctx.policy, s.seed, s.process_engine)
+            summaries = ctx.executor.map(process_task, (year, ctx.drawn), list(enumerate(result.claims)), progress=bar)
         else:
-            shared = (model, s.seed, rule_map, ctx.drawn, ctx.years, ctx.year_values, s.years, s.process_engine)
+            shared = (ProcessYear.of(model, ctx.policy, s.seed, s.process_engine), ctx.drawn, ctx.years,
+                      ctx.year_values, s.years)
             per_year = ctx.executor.map(years_process_task, shared, list(enumerate(ctx.year_claims)), progress=bar)
             summaries = [years[0][0] for years in per_year]
             ctx.tables["years_process"] = _years_process_table(per_year, list(ctx.policy.domain_keys), s.years)
@@ -808,17 +810,13 @@ def _fresh_draws(run: results.Run, models: tuple, rows: np.ndarray, round_: int,
     seed, _ = nowcast_module.round_seed(int(run.manifest["seed"]), round_)
     settings = run.manifest["settings"]
     count = len(rows) * per_draw
-    result = montecarlo.run(policy, spec, count, seed, n=settings["n"], scale=settings["scale"], executor=executor,
-                            keep_claims=count, progress=progress, label=f"nowcast: fresh draws, round {round_}",
-                            drawn=fresh)
-    rule_map = pd.Index(list(process_model.rules)).get_indexer(list(policy.rule_ids))
-    queues.warm()
-    bar = progress_bar(progress, count, f"nowcast: process (SimPy), round {round_}")
     engine = settings.get("process_engine", "auto")  # runs written before the engine was a setting: "auto"
-    summaries = executor.map(process_task, (process_model, seed, rule_map, fresh, engine),
-                             list(enumerate(result.claims)), progress=bar)
-    bar(None)
-    tables = {**process_module.summarise(summaries, process_model), "rules": result.rules, "budgets": result.budgets}
+    result = montecarlo.run(policy, spec, count, seed, n=settings["n"], scale=settings["scale"], executor=executor,
+                            keep_claims=count, progress=progress, drawn=fresh,
+                            label=f"nowcast: fresh draws and their process year, round {round_}",
+                            then=ProcessYear.of(process_model, policy, seed, engine))
+    tables = {**process_module.summarise(result.then, process_model), "rules": result.rules,
+              "budgets": result.budgets}
     return nowcast_module.ensemble_of(tables, list(policy.rule_ids), list(policy.domain_keys),
                                       np.arange(count) // per_draw, rows, source=round_)
 

@@ -245,7 +245,8 @@ def year(model, apps, budgets: Mapping[str, float]) -> Year | None:
     started, reviewed, done = start < horizon, end < horizon, decided < horizon
     approved = apps.approve & done
     shown = decided[approved]
-    if (tie or _on_the_stroke(np.concatenate([arrival, start, end, decided]), horizon)
+    # a review starts at an arrival or at a review's end: checking those two covers the starts
+    if (tie or _on_the_stroke(np.concatenate([arrival, end, decided]), horizon)
             or np.isin(shown, runs).any() or _repeats(shown, apps.domain[approved])):
         return None
     paid_day, parts, level, gets, runout = _pay(model, apps, [budgets[d] for d in domains], runs,

@@ -141,6 +141,11 @@ def kinds(assumptions: assumptions_module.Assumptions) -> dict[str, str]:
     return out
 
 
+def of_kind(kind: dict[str, str], keys: tuple[str, ...], what: str) -> np.ndarray:
+    """Indices (in ``keys`` order) of the groups of one kind (:func:`kinds`)."""
+    return np.array([k for k, key in enumerate(keys) if kind[key] == what], dtype=np.int64)
+
+
 def _is_budget(number) -> bool:
     return number.path[0] == "domains" and number.path[2:] == ("claims_budget", "value")
 
@@ -154,8 +159,7 @@ def shared_draws(rows: np.ndarray, replications: np.ndarray, kind: dict[str, str
     and for every row, the representative whose claims it has.  A row that differs from another only in a
     budget or process assumption (Saltelli's ``AB_i`` for such a group) has that row's claims exactly.
     """
-    population = [k for k, key in enumerate(keys) if kind[key] == "population"]
-    claims = [k for k, key in enumerate(keys) if kind[key] == "claims"]
+    population, claims = of_kind(kind, keys, "population"), of_kind(kind, keys, "claims")
     by_population: dict[tuple, dict[tuple, int]] = {}
     representative = np.empty(len(rows), dtype=np.int64)
     for r, (row, replication) in enumerate(zip(rows, replications, strict=True)):
@@ -239,8 +243,7 @@ def row_budgets(drawn: assumptions_module.Drawn, policy, rows: np.ndarray) -> np
             column = domains.index(number.path[1])
             group = index[number.uncertainty.group]
             for r, row in enumerate(rows):
-                value = assumptions_module.quantile(number.uncertainty, number.point, float(row[group]))
-                budgets[r, column] = float(assumptions_module.changed(number, value))
+                budgets[r, column] = float(assumptions_module.value_in(number, float(row[group])))
     return budgets
 
 
@@ -266,9 +269,9 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     rows = design.rows()
     replications = np.floor(rows[:, k] * REPLICATION_SPAN).astype(np.int64)
     kind = kinds(drawn.assumptions)
-    rules_groups = np.array([g for g, key in enumerate(groups) if kind[key] == "claims"], dtype=np.int64)
     job = SobolJob(assumptions_module.Drawn(drawn.data, drawn.assumptions, rows[:, :k], 1, drawn.source_text,
-                                            drawn.origin), policy, spec, seed, n, scale, replications, rules_groups,
+                                            drawn.origin), policy, spec, seed, n, scale, replications,
+                   of_kind(kind, groups, "claims"),
                    segment_groups=segment_groups(drawn.assumptions, spec, groups))
     populations, representative = shared_draws(rows[:, :k], replications, kind, groups)
     populations.sort(key=lambda rows_: int(replications[rows_[0]]))  # a base row beside its variants: blocks reused
