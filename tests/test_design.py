@@ -204,6 +204,7 @@ def test_article_47_is_a_spending_floor_of_the_reallocation_lp():
     assert moved.loc["livelihood", "change"] >= -1e-6
     loose = budget.ClaimsInput(*[getattr(data, f) for f in ("rules", "domains", "claims", "rule_domain", "budgets",
                                                            "weights", "sublines", "net_total")])
+    assert budget.build_reallocation(data).inequalities[-1].family == "spending_floor"
     assert budget.build_reallocation(loose).inequalities[-1].family != "spending_floor"
     with pytest.raises(budget.BudgetError, match="spending floor livelihood-two-thirds: domain livelihood would need"):
         budget.coverage(data, budgets=data.budgets + np.array([100.0, 0, 0, 0, 0, 0]), solver="highs")
