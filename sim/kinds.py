@@ -366,14 +366,16 @@ def rate_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
 
 @_compiled
 def share_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
+    rate, cap = p[0], p[1]  # read once: a read of p inside the loop keeps it from being vectorised
     for i in range(m):
-        out[i] = clip(p[0] * base[i], p[1])
+        out[i] = clip(rate * base[i], cap)
 
 
 @_compiled
 def fixed_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
+    amount = p[0]
     for i in range(m):
-        out[i] = p[0] if base[i] != 0.0 else 0.0
+        out[i] = amount if base[i] != 0.0 else 0.0
 
 
 @_compiled
@@ -389,12 +391,14 @@ def tiered_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
 
 @_compiled
 def unit_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
+    amount, cap = p[0], p[1]
     for i in range(m):
-        out[i] = clip(base[i] * p[0], p[1])
+        out[i] = clip(base[i] * amount, cap)
 
 
 @_compiled
 def bands_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
+    cap = p[0]
     for i in range(m):
         award = 0.0
         for t in range(n_tiers):
@@ -406,7 +410,7 @@ def bands_kernel(base, tier_col, m, p, tiers, n_tiers, inclusive, out):
             if part > width:
                 part = width
             award = award + tiers[t, 1] * part
-        out[i] = clip(award, p[0])
+        out[i] = clip(award, cap)
 
 
 @_compiled

@@ -5,6 +5,7 @@ from hypothesis import HealthCheck, given, settings
 
 import sim.fused as fused
 import sim.jit as jit
+import sim.kinds
 import sim.policy
 from sim.awards import evaluate
 from tests.strategies import claimant_tables, random_table
@@ -69,3 +70,78 @@ def test_every_module_with_compiled_kernels_is_in_the_cache_key():
     users = {p.name for p in Path(jit.__file__).parent.glob("*.py") if "jit.kernel" in p.read_text(encoding="utf-8")}
     assert users | {"jit.py"} == set(jit.COMPILED_SOURCES)
     assert len(jit.source_stamp()) == 64
+
+
+def _reductions():
+    """The reductions as the kernels call them: compiled (numba's intrinsics) or, without numba, the twins."""
+    if jit.numba is None:
+        return fused.lanes_into, fused.direct_into
+    lanes_into, direct_into = fused.lanes_into, fused.direct_into
+    return (jit.numba.njit(lambda out, dom, lanes, n: lanes_into(out, dom, lanes, n)),
+            jit.numba.njit(lambda column, how, amount, cap, m, out, keep, dom, lanes, n: direct_into(
+                column, how, amount, cap, m, out, keep, dom, lanes, n)))
+
+
+def test_vector_reductions_equal_their_plain_python_twins_to_the_bit():
+    """Lane sums, counts, domain flags and kept awards of the 8-wide vector code against the Python twins, on
+    columns with zeros, -0.0, negatives and values over the cap, for every remainder of m modulo 8 (the masked
+    last group) and both column widths."""
+    lanes_into, direct_into = _reductions()
+    rng = np.random.default_rng(11)
+    n = 64
+    base = rng.choice([0.0, -0.0, 1.0, 3.5, -2.0, 250.0, 1e6], size=n) * rng.choice([1.0, 0.5], size=n)
+    for dtype in (np.float64, np.float32):
+        column = base.astype(dtype)
+        for how, amount, cap in ((fused.DIRECT_FIXED, 30.0, 0.0), (fused.DIRECT_CAPPED, 0.05, 200.0),
+                                 (fused.DIRECT_CAPPED, 0.0, np.inf), (fused.DIRECT_CAPPED, 2.0, np.inf)):
+            for m in (0, 1, 7, 8, 9, 40, 63, 64):
+                for keep in (False, True):
+                    got = [np.full(n, 9.0), np.zeros(n, np.uint8), np.zeros(fused.LANES)]
+                    want = [np.full(n, 9.0), np.zeros(n, np.uint8), np.zeros(fused.LANES)]
+                    hits = direct_into(column, how, amount, cap, m, got[0], keep, got[1], got[2], n)
+                    expected = fused.direct_python(column, how, amount, cap, m, want[0], keep, want[1], want[2], n)
+                    assert hits == expected
+                    for a, b in zip(got, want):  # to the bit: -0.0 and +0.0 told apart
+                        assert a.tobytes() == b.tobytes(), (dtype, how, amount, m, keep)
+    out = np.where(rng.random(n) < 0.5, rng.lognormal(2, 2, n), 0.0)
+    out[3] = -0.0
+    got, want = (np.zeros(n, np.uint8), np.zeros(fused.LANES)), (np.zeros(n, np.uint8), np.zeros(fused.LANES))
+    assert lanes_into(out, *got, n) == fused.lanes_python(out, *want, n)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
+
+
+def test_direct_python_is_the_kind_kernels_and_the_lane_sum():
+    """The twin against the kind kernels of sim.kinds and the reference lane sum: an independent reading."""
+    rng = np.random.default_rng(12)
+    column = rng.choice([0.0, 1.0, 40.0, 5000.0, -3.0], size=24)
+    p = np.zeros(sim.kinds.NPARAM)
+    for how, kernel, p[:2] in ((fused.DIRECT_FIXED, sim.kinds.fixed_kernel, (30.0, 0.0)),
+                               (fused.DIRECT_CAPPED, sim.kinds.unit_kernel, (0.1, 200.0))):
+        awards = np.zeros(24)
+        kernel(column, column, 21, p, np.zeros((1, 2)), 0, True, awards)
+        out, dom, lanes = np.zeros(24), np.zeros(24, np.uint8), np.zeros(fused.LANES)
+        hits = fused.direct_python(column, how, p[0], p[1], 21, out, True, dom, lanes, 24)
+        assert np.array_equal(out, awards) and hits == (awards > 0).sum()
+        assert np.array_equal(dom, (awards > 0).astype(np.uint8))
+        total = lanes[0]
+        for lane in lanes[1:]:
+            total += lane
+        assert total == fused.lane_sum(awards)
+
+
+def test_rules_take_the_one_pass_path_only_when_their_award_is_one_formula_of_one_column():
+    by_name = {rule.id: rule for rule in POLICY.rules}
+    paths = dict(zip(by_name, COMPILED.ints[:, fused.DIRECT]))
+    for rule_id, rule in by_name.items():
+        numbers = sim.kinds.packed(rule)
+        if rule.eligibility:
+            assert paths[rule_id] == fused.DIRECT_NONE, rule_id
+        elif rule.kind == "fixed":
+            assert paths[rule_id] == fused.DIRECT_FIXED, rule_id
+        elif rule.kind in ("tiered", "tiered_rate") or rule.tiers or (rule.kind == "rate" and numbers[3]):
+            assert paths[rule_id] == fused.DIRECT_NONE, rule_id
+    assert set(paths.values()) == {fused.DIRECT_NONE, fused.DIRECT_FIXED, fused.DIRECT_CAPPED}
+    order = COMPILED.order
+    assert sorted(order) == list(range(len(order)))
+    keys = [(1 - COMPILED.ints[r, fused.BASE_WIDE], COMPILED.ints[r, fused.BASE]) for r in order]
+    assert keys == sorted(keys)

@@ -42,7 +42,8 @@ KERNELS = ROOT / ".mutation-kernels"
 MODULES = ("policy", "kinds", "awards", "fused", "population", "montecarlo", "process", "budget", "design",
            "scenario", "assumptions", "headline", "sensitivity", "years", "nowcast", "queues")
 KERNEL_FUNCTIONS = [f"sim.fused.x_{name}*" for name in (
-    "condition_loop", "widen", "rule_chunk", "chunk_totals", "fused_serial", "fused_parallel", "chunk_awards",
+    "condition_loop", "award_of", "rule_chunk", "lanes_python", "direct_python", "chunk_totals", "fused_serial",
+    "fused_parallel", "chunk_awards",
     "per_claimant_serial", "per_claimant_parallel", "positive_awards")] + [f"sim.kinds.x_{name}*" for name in (
         "clip", "rate_kernel", "share_kernel", "fixed_kernel", "tiered_kernel", "unit_kernel", "bands_kernel",
         "award_into")]
@@ -52,7 +53,7 @@ KERNEL_TESTS = ["tests/test_fused.py", "tests/test_kinds.py", "tests/test_robust
 # the kinds' numbers packed for the kernels) run in pass 2; those with a NumPy branch too run in both passes.
 BOTH_PASSES = [f"sim.fused.x_{name}__mutmut*" for name in ("awards_per_claimant", "totals", "compile_rules")]
 COMPILED_PATH = KERNEL_FUNCTIONS + BOTH_PASSES + [f"sim.fused.x_{name}__mutmut*" for name in (
-    "column_matrix", "rule_arrays")] + [f"sim.kinds.x_{name}__mutmut*" for name in (
+    "column_matrix", "rule_arrays", "direct_path", "evaluation_order")] + [f"sim.kinds.x_{name}__mutmut*" for name in (
         "_rate_pack", "_share_pack", "_fixed_pack", "_no_numbers", "_unit_pack", "_bands_pack", "packed")]
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 
