@@ -129,19 +129,25 @@ def evaluation_order(ints: np.ndarray) -> np.ndarray:
     return np.lexsort((ints[:, BASE], 1 - ints[:, BASE_WIDE])).astype(np.int64)
 
 
-def column_matrix(compiled: CompiledRules, columns) -> tuple[np.ndarray, np.ndarray]:
+def column_matrix(compiled: CompiledRules, columns, into: tuple[np.ndarray, np.ndarray] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """Claimant attributes in the kernel's layout: money as (chunks, attributes, CHUNK) float64 and flags,
     counts and grades as (chunks, attributes, CHUNK) float32 (whole numbers, exact), chunk-major so
     that each chunk's columns lie together in memory.  The last chunk's tail is left as it is: no result depends
     on it.  With the kernels run as plain Python (``FISCALSIM_JIT=python``) flags and counts are float64 too:
-    numba widens a float32 before arithmetic with a float64, NumPy's scalars would not."""
+    numba widens a float32 before arithmetic with a float64, NumPy's scalars would not.
+
+    ``into``: buffers from :func:`layout_buffers` to write into (their first chunks are returned), so that a
+    task laying out block after block touches the same memory instead of fresh pages each time."""
     n = len(columns[compiled.columns[0]])
     chunks = max(1, -(-n // CHUNK))
     full = n // CHUNK
     out = []
-    narrow = np.float64 if jit.MODE == "python" else np.float32
-    for names, dtype in ((compiled.wide, np.float64), (compiled.narrow, narrow)):
-        matrix = np.empty((chunks, max(len(names), 1), CHUNK), dtype=dtype)
+    buffers = into or layout_buffers(compiled, n)
+    for names, buffer in zip((compiled.wide, compiled.narrow), buffers, strict=True):
+        if len(buffer) < chunks:
+            raise ValueError(f"layout buffers hold {len(buffer) * CHUNK:,} claimants, not {n:,}")
+        matrix = buffer[:chunks]
         for a, name in enumerate(names):
             column = np.asarray(columns[name])
             matrix[:full, a, :] = column[:full * CHUNK].reshape(full, CHUNK)
@@ -149,6 +155,14 @@ def column_matrix(compiled: CompiledRules, columns) -> tuple[np.ndarray, np.ndar
                 matrix[full, a, :n - full * CHUNK] = column[full * CHUNK:n]
         out.append(matrix)
     return out[0], out[1]
+
+
+def layout_buffers(compiled: CompiledRules, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Uninitialised buffers for :func:`column_matrix` of up to n claimants."""
+    chunks = max(1, -(-n // CHUNK))
+    narrow = np.float64 if jit.MODE == "python" else np.float32
+    return (np.empty((chunks, max(len(compiled.wide), 1), CHUNK)),
+            np.empty((chunks, max(len(compiled.narrow), 1), CHUNK), dtype=narrow))
 
 
 # ----------------------------------------------------------------------------- the reference reduction

@@ -20,7 +20,8 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-COMPILED_SOURCES = ("jit.py", "kinds.py", "fused.py", "queues.py")  # every module that defines compiled kernels
+# every module that defines compiled kernels
+COMPILED_SOURCES = ("jit.py", "kinds.py", "fused.py", "queues.py", "population.py")
 
 MODE = os.environ.get("FISCALSIM_JIT", "numba")  # numba, python (kernels uncompiled) or off (NumPy path)
 if MODE not in ("numba", "python", "off"):

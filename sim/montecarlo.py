@@ -233,13 +233,15 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
     """Generation blocks of one replication (all of them for an empty group) on one model: totals, with
     ``keep`` the claims, and with ``keep_rules`` those rules' claimants one by one."""
     totals, claims, kept = [], [], []
-    for k in group or range(len(model.plan)):
+    blocks = group or range(len(model.plan))
+    buffers = fused.layout_buffers(model.compiled, max([model.plan[k][2] for k in blocks] + [1]))
+    for k in blocks:
         segment, block_index, m = model.plan[k]
         block = pop.draw_block(model.spec, seed, replication, segment, block_index, m)
         if model.money != 1.0:
             for name in model.compiled.wide:
                 block[name] = block[name] * model.money
-        matrix = fused.column_matrix(model.compiled, block) if fused.jit.AVAILABLE and m else None
+        matrix = fused.column_matrix(model.compiled, block, buffers) if fused.jit.AVAILABLE and m else None
         if keep and matrix is not None:  # totals and each claimant's awards in one compiled pass
             (award, district), claimants, firms, gross = fused.totals(model.policy, block, model.compiled, matrix, m,
                                                                       awards=True)

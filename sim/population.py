@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
+from sim import jit
 from sim.errors import SpecError
 from sim.firms import FirmTable, firm_table, read_table
 from sim.policy import Policy, resolve_model
@@ -837,10 +838,25 @@ def occurs(rng: np.random.Generator, m: int, p: float, factor: np.ndarray | None
     probability is exactly ``p`` whatever the loading.  Always consumes ``m`` normals.
     """
     noise = rng.standard_normal(m)
-    if factor is not None and loading:
-        noise *= np.sqrt(1.0 - loading * loading)  # in place: the same sums as a fresh array, fewer allocations
-        noise += loading * factor
+    if factor is None or not loading:
+        return noise > _threshold(p)
+    scale = np.sqrt(1.0 - loading * loading)
+    if jit.AVAILABLE:  # one compiled pass, the same IEEE operations in the same order
+        flags = np.empty(m, dtype=bool)
+        copula_exceeds(noise, scale, loading, factor, _threshold(p), flags)
+        return flags
+    noise *= scale
+    noise += loading * factor
     return noise > _threshold(p)
+
+
+@jit.kernel()
+def copula_exceeds(noise, scale, loading, factor, threshold, flags):
+    """``flags[i] = noise[i] * scale + loading * factor[i] > threshold``: each product rounded, then the sum (what
+    NumPy's ``noise *= scale; noise += loading * factor`` computes; numba contracts nothing into a fused
+    multiply-add without fastmath)."""
+    for i in range(noise.shape[0]):
+        flags[i] = noise[i] * scale + loading * factor[i] > threshold
 
 
 def poisson_from_uniform(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
@@ -851,6 +867,10 @@ def poisson_from_uniform(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
     """
     mean = np.broadcast_to(np.asarray(mean, dtype=np.float64), u.shape)
     term = np.exp(-mean)
+    if jit.AVAILABLE:  # claimant by claimant, each only as far as its own count: the same sums, bit for bit
+        count = np.empty(u.shape)
+        poisson_inversion(u, np.ascontiguousarray(mean), term, count)
+        return count
     cdf = term.copy()
     count = np.zeros(u.shape)
     k = 0
@@ -861,9 +881,29 @@ def poisson_from_uniform(u: np.ndarray, mean: np.ndarray) -> np.ndarray:
         cdf = cdf + term
         count[active] = k
         active &= u > cdf
-        if k > 1000:  # means here are small; guards against u rounding to 1
+        if k > POISSON_MAX:  # means here are small; guards against u rounding to 1
             break
     return count
+
+
+POISSON_MAX = 1000
+
+
+@jit.kernel()
+def poisson_inversion(u, mean, first, count):
+    """The inversion of :func:`poisson_from_uniform` for each claimant on its own: ``term`` multiplied by the mean
+    and divided by k, added to the distribution function, until it reaches u (or k passes :data:`POISSON_MAX`)."""
+    for i in range(u.shape[0]):
+        term = first[i]
+        cdf = term
+        k = 0
+        while u[i] > cdf:
+            k += 1
+            term = term * mean[i] / k
+            cdf = cdf + term
+            if k > POISSON_MAX:
+                break
+        count[i] = k
 
 
 def _block_rng(seed: int, replication: int, segment: Segment, block: int) -> np.random.Generator:

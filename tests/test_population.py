@@ -332,3 +332,38 @@ def test_poisson_inversion_matches_scipy():
     u = np.random.default_rng(0).random(20000)
     mean = np.random.default_rng(1).gamma(1.0, 2.0, 20000)
     assert np.array_equal(pop.poisson_from_uniform(u, mean), stats.poisson.ppf(u, mean))
+
+
+def test_compiled_draws_equal_the_numpy_formulas():
+    """The copula comparison and the Poisson inversion, compiled (or as plain Python), against the NumPy formulas
+    they replace, to the bit: flags on the threshold's edge, counts up to the cap on u close to 1."""
+    rng = np.random.default_rng(5)
+    m = 3000
+    factor = rng.standard_normal(m)
+    for p, loading in ((0.05, 0.6), (0.5, 0.3), (0.999, 0.9), (1e-6, 0.99)):
+        flags = pop.occurs(np.random.default_rng(9), m, p, factor, loading)
+        noise = np.random.default_rng(9).standard_normal(m)
+        noise *= np.sqrt(1.0 - loading * loading)
+        noise += loading * factor
+        assert np.array_equal(flags, noise > pop._threshold(p))
+        assert flags.dtype == bool
+    threshold = 0.25  # a flag exactly on the threshold is not set
+    on_edge = np.zeros(4, dtype=bool)
+    pop.copula_exceeds(np.array([0.5, 0.5, 0.6, -1.0]), 0.5, 0.5, np.array([0.0, 0.0001, 0.0, 3.0]), threshold,
+                       on_edge)
+    assert on_edge.tolist() == [False, True, True, True]
+    u = np.concatenate([rng.random(m), [0.0, 1.0 - 1e-16, np.nextafter(1.0, 0.0)]])
+    mean = np.concatenate([rng.choice([0.0, 0.05, 1.0, 7.5, 40.0], m), [2.0, 3.0, 900.0]])
+    term = np.exp(-mean)
+    count = np.zeros_like(u)
+    cdf, active, k = term.copy(), u > term, 0
+    while active.any():  # the vectorised inversion, by hand
+        k += 1
+        term = term * mean / k
+        cdf = cdf + term
+        count[active] = k
+        active &= u > cdf
+        if k > pop.POISSON_MAX:
+            break
+    assert np.array_equal(pop.poisson_from_uniform(u, mean), count)
+    assert count.max() > 900  # the large mean reaches far

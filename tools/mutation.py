@@ -46,9 +46,10 @@ KERNEL_FUNCTIONS = [f"sim.fused.x_{name}*" for name in (
     "fused_parallel", "chunk_awards",
     "per_claimant_serial", "per_claimant_parallel", "positive_awards")] + [f"sim.kinds.x_{name}*" for name in (
         "clip", "rate_kernel", "share_kernel", "fixed_kernel", "tiered_kernel", "unit_kernel", "bands_kernel",
-        "award_into")]
+        "award_into")] + [f"sim.population.x_{name}*" for name in ("copula_exceeds", "poisson_inversion")]
 KERNEL_TESTS = ["tests/test_fused.py", "tests/test_kinds.py", "tests/test_robustness.py::"
-                "test_the_award_intensity_applies_on_every_path"]
+                "test_the_award_intensity_applies_on_every_path", "tests/test_population.py::"
+                "test_compiled_draws_equal_the_numpy_formulas"]
 # Functions outside the kernels whose results only the compiled path reads (the column layout, the kernel calls,
 # the kinds' numbers packed for the kernels) run in pass 2; those with a NumPy branch too run in both passes.
 BOTH_PASSES = [f"sim.fused.x_{name}__mutmut*" for name in ("awards_per_claimant", "totals", "compile_rules")]
