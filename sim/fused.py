@@ -106,9 +106,9 @@ def compile_rules(policy: Policy) -> CompiledRules:
 
 def direct_path(rule) -> int:
     """How the kernel reduces the rule (:data:`DIRECT_NONE`, :data:`DIRECT_FIXED` or :data:`DIRECT_CAPPED`): in one
-    pass where its award is one formula of its base column and nothing else applies (no eligibility condition,
-    intensity 1); the numbers are the kind's packed ones (amount or rate first, cap second)."""
-    if rule.eligibility or rule.intensity.value != 1.0:
+    pass where its award is one formula of its base column, with at most one eligibility condition and intensity 1;
+    the numbers are the kind's packed ones (amount or rate first, cap second)."""
+    if len(rule.eligibility) > 1 or rule.intensity.value != 1.0:
         return DIRECT_NONE
     if rule.kind == "fixed":
         return DIRECT_FIXED
@@ -293,11 +293,12 @@ def lanes_python(out, dom, lanes, n):
     return hits
 
 
-def direct_python(column, how, amount, cap, m, out, keep, dom, lanes, n):
+def direct_python(column, how, amount, cap, where, op, value, m, out, keep, dom, lanes, n):
     """A rule whose award is one formula of one column, reduced in the same pass (the plain-Python twin of
     :func:`direct_into`): ``how`` 1, a fixed amount where the column is not zero (:func:`sim.kinds.fixed_kernel`);
     2, ``clip(amount * column, cap)`` (rate or external share without threshold or tiers, per unit:
-    :func:`sim.kinds.clip`); the first m claimants, zero past them.  With ``keep`` the awards go to ``out``
+    :func:`sim.kinds.clip`); zero where the eligibility condition ``where <op> value`` fails (:data:`OPS`; op -1:
+    none; :func:`condition_loop`); the first m claimants, zero past them.  With ``keep`` the awards go to ``out``
     too.
     """
     values = np.zeros(n)
@@ -307,6 +308,9 @@ def direct_python(column, how, amount, cap, m, out, keep, dom, lanes, n):
             values[i] = amount if x != 0.0 else 0.0
         else:
             values[i] = kinds.clip(amount * x, cap)
+        w = float(where[i])
+        if op >= 0 and not ((w == value) if op == 0 else ((w >= value) if op == 1 else (w < value))):
+            values[i] = 0.0
     if keep:  # the groups of 8 claimants it reads, the last one's tail as zeros
         end = min(n, -(-m // LANES) * LANES)
         out[:end] = values[:end]
@@ -395,41 +399,57 @@ if jit.numba is not None:
         return signature, codegen
 
     @intrinsic
-    def direct_into(typingctx, column_type, how_type, amount_type, cap_type, m_type, out_type, keep_type, dom_type,
-                    lanes_type, n_type):
+    def direct_into(typingctx, column_type, how_type, amount_type, cap_type, where_type, op_type, value_type, m_type,
+                    out_type, keep_type, dom_type, lanes_type, n_type):
         """:func:`direct_python` as explicit 8-wide vector code: the award of each group of 8 claimants computed
         and reduced at once, never stored unless kept (float32 columns widen exactly, as in the kind kernels; the
-        same IEEE operations as :func:`sim.kinds.fixed_kernel` and :func:`sim.kinds.clip`)."""
-        signature = types.int64(column_type, how_type, amount_type, cap_type, m_type, out_type, keep_type,
-                                dom_type, lanes_type, n_type)
-        narrow = column_type.dtype == types.float32
+        same IEEE operations and comparisons as :func:`sim.kinds.fixed_kernel`, :func:`sim.kinds.clip` and
+        :func:`condition_loop`)."""
+        signature = types.int64(column_type, how_type, amount_type, cap_type, where_type, op_type, value_type,
+                                m_type, out_type, keep_type, dom_type, lanes_type, n_type)
+        widths = [t.dtype == types.float32 for t in (column_type, where_type)]
 
         def codegen(context, builder, sig, args):
-            column, how, amount, cap, m, out, keep, dom, lanes, n = _arrays(context, builder, sig, args)
-            f64, i64 = ir.DoubleType(), ir.IntType(64)
-            element = ir.FloatType() if narrow else f64
-            vector, read = ir.VectorType(f64, LANES), ir.VectorType(element, LANES)
+            column, how, amount, cap, where, op, value, m, out, keep, dom, lanes, n = _arrays(context, builder, sig,
+                                                                                               args)
+            f64, i64, i32 = ir.DoubleType(), ir.IntType(64), ir.IntType(32)
+            vector = ir.VectorType(f64, LANES)
             nothing = ir.Constant(vector, [0.0] * LANES)
-            source = builder.bitcast(column.data, read.as_pointer())
 
             def splat(x, of=vector):
-                one = builder.insert_element(ir.Constant(of, ir.Undefined), x, ir.Constant(ir.IntType(32), 0))
+                one = builder.insert_element(ir.Constant(of, ir.Undefined), x, ir.Constant(i32, 0))
                 return builder.shuffle_vector(one, ir.Constant(of, ir.Undefined),
-                                              ir.Constant(ir.VectorType(ir.IntType(32), LANES), [0] * LANES))
+                                              ir.Constant(ir.VectorType(i32, LANES), [0] * LANES))
 
-            amounts, caps = splat(amount), splat(cap)
+            def reader(array, narrow):
+                source = builder.bitcast(array.data, ir.VectorType(ir.FloatType() if narrow else f64,
+                                                                   LANES).as_pointer())
 
-            def base_of(j):
-                raw = builder.load(builder.gep(source, [j]), align=4 if narrow else 8)
-                return builder.fpext(raw, vector) if narrow else raw
+                def read(j):
+                    raw = builder.load(builder.gep(source, [j]), align=4 if narrow else 8)
+                    return builder.fpext(raw, vector) if narrow else raw
+                return read
+
+            base_of, where_of = reader(column, widths[0]), reader(where, widths[1])
+            amounts, caps, values = splat(amount), splat(cap), splat(value)
 
             def fixed(j):
                 return builder.select(builder.fcmp_unordered("!=", base_of(j), nothing), amounts, nothing)
 
             def capped(j):
-                value = builder.fmul(amounts, base_of(j))
-                high = builder.select(builder.fcmp_ordered(">", value, caps), caps, value)
-                return builder.select(builder.fcmp_ordered("<", value, nothing), nothing, high)
+                product = builder.fmul(amounts, base_of(j))
+                high = builder.select(builder.fcmp_ordered(">", product, caps), caps, product)
+                return builder.select(builder.fcmp_ordered("<", product, nothing), nothing, high)
+
+            def eligible(award):
+                def of(j):
+                    w = where_of(j)
+                    bound = builder.select(builder.icmp_signed("==", op, ir.Constant(i64, OPS["at_least"])),
+                                           builder.fcmp_ordered(">=", w, values), builder.fcmp_ordered("<", w, values))
+                    ok = builder.select(builder.icmp_signed("==", op, ir.Constant(i64, OPS["equals"])),
+                                        builder.fcmp_ordered("==", w, values), bound)
+                    return builder.select(ok, award(j), nothing)
+                return of
 
             full = builder.lshr(m, ir.Constant(i64, 3))
             rest = builder.and_(m, ir.Constant(i64, LANES - 1))
@@ -438,11 +458,17 @@ if jit.numba is not None:
             more = builder.icmp_unsigned("<", builder.mul(builder.add(full, builder.zext(
                 builder.icmp_unsigned("!=", rest, ir.Constant(i64, 0)), i64)), ir.Constant(i64, LANES)), n)
             result = builder.alloca(i64)
-            with builder.if_else(builder.icmp_signed("==", how, ir.Constant(i64, DIRECT_FIXED))) as (then, otherwise):
-                with then:
-                    builder.store(_lane_loop(builder, full, fixed, dom, lanes, out, keep, (full, mask, more)), result)
-                with otherwise:
-                    builder.store(_lane_loop(builder, full, capped, dom, lanes, out, keep, (full, mask, more)), result)
+            is_fixed = builder.icmp_signed("==", how, ir.Constant(i64, DIRECT_FIXED))
+            has_condition = builder.icmp_signed(">=", op, ir.Constant(i64, 0))
+            with builder.if_else(is_fixed) as (then, otherwise):  # one loop per formula, with or without condition
+                for branch, formula in ((then, fixed), (otherwise, capped)):
+                    with branch, builder.if_else(has_condition) as (conditioned, plain):
+                        with conditioned:
+                            builder.store(_lane_loop(builder, full, eligible(formula), dom, lanes, out, keep,
+                                                     (full, mask, more)), result)
+                        with plain:
+                            builder.store(_lane_loop(builder, full, formula, dom, lanes, out, keep,
+                                                     (full, mask, more)), result)
             return builder.load(result)
 
         return signature, codegen
@@ -453,33 +479,48 @@ else:
 
 
 @_jit()
+def direct_rule(x64, x32, c, m, r, ints, params, cond_ints, cond_values, out, keep, dom, lanes):
+    """Rule r on chunk c by :func:`direct_into`, its base and its condition's column each of its own width."""
+    how, base, amount, cap, chunk = ints[r, DIRECT], ints[r, BASE], params[r, 0], params[r, 1], x64.shape[2]
+    attribute, is_wide, op, value = base, ints[r, BASE_WIDE], -1, 0.0  # no condition: the base column, unread
+    if ints[r, N_COND] > 0:
+        attribute, is_wide, op, value = cond_ints[r, 0, 0], cond_ints[r, 0, 1], cond_ints[r, 0, 2], cond_values[r, 0]
+    if ints[r, BASE_WIDE]:
+        if is_wide:
+            return direct_into(x64[c, base], how, amount, cap, x64[c, attribute], op, value, m, out, keep, dom, lanes,
+                               chunk)
+        return direct_into(x64[c, base], how, amount, cap, x32[c, attribute], op, value, m, out, keep, dom, lanes,
+                           chunk)
+    if is_wide:
+        return direct_into(x32[c, base], how, amount, cap, x64[c, attribute], op, value, m, out, keep, dom, lanes,
+                           chunk)
+    return direct_into(x32[c, base], how, amount, cap, x32[c, attribute], op, value, m, out, keep, dom, lanes, chunk)
+
+
+@_jit()
 def chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains, inclusive,
-                 sums, counts, firms, gross):
+                 sums, counts, firms, gross, out, lanes, per_domain, anywhere):
     """Every rule on chunk c: lane sums, claimant counts per rule, claimant firms (all, per domain); and, where
-    ``gross`` has a column per claimant, each claimant's award (rules x n) too."""
+    ``gross`` has a column per claimant, each claimant's award (rules x n) too.  ``out``, ``lanes``,
+    ``per_domain`` and ``anywhere`` are scratch of the chunk's size, reused chunk after chunk."""
     chunk = x64.shape[2]
     m = min(chunk, n - c * chunk)
-    out = np.zeros(chunk)  # stays zero past m: adding 0.0 leaves a lane unchanged
-    lanes = np.zeros(LANES)
-    per_domain = np.zeros((n_domains, chunk), dtype=np.uint8)  # 1 where a claimant has an award
+    out[m:] = 0.0  # stays zero past m: adding 0.0 leaves a lane unchanged
+    per_domain[:, :] = 0  # 1 where a claimant has an award
     keep = gross.shape[0] == ints.shape[0] and gross.shape[1] == n
     for r in order:
         how, dom = ints[r, DIRECT], per_domain[ints[r, DOMAIN]]
         if how == DIRECT_NONE:
             rule_chunk(x64, x32, c, m, r, ints, params, intensity, tiers, cond_ints, cond_values, inclusive, out)
             counts[c, r] = lanes_into(out, dom, lanes, chunk)
-        elif ints[r, BASE_WIDE]:
-            counts[c, r] = direct_into(x64[c, ints[r, BASE]], how, params[r, 0], params[r, 1], m, out, keep, dom,
-                                       lanes, chunk)
         else:
-            counts[c, r] = direct_into(x32[c, ints[r, BASE]], how, params[r, 0], params[r, 1], m, out, keep, dom,
-                                       lanes, chunk)
+            counts[c, r] = direct_rule(x64, x32, c, m, r, ints, params, cond_ints, cond_values, out, keep, dom, lanes)
         if keep:
             row = gross[r]
             for i in range(m):
                 row[c * chunk + i] = out[i]
         sums[c, r] = lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7]
-    anywhere = np.zeros(chunk, dtype=np.uint8)  # branch-free, domain by domain: vectorised loops
+    anywhere[:] = 0  # branch-free, domain by domain: vectorised loops
     for d in range(n_domains):
         flags = per_domain[d]
         found = np.int64(0)  # not a Python int: plain Python would add uint8 flags in uint8
@@ -494,28 +535,42 @@ def chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond
 
 
 @_jit()
+def chunk_range(x64, x32, n, first, last, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains,
+                inclusive, sums, counts, firms, gross):
+    """Chunks first .. last - 1 in order, on one thread, with one set of scratch buffers."""
+    chunk = x64.shape[2]
+    out, lanes = np.zeros(chunk), np.zeros(LANES)
+    per_domain, anywhere = np.zeros((n_domains, chunk), dtype=np.uint8), np.zeros(chunk, dtype=np.uint8)
+    for c in range(first, last):
+        chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains,
+                     inclusive, sums, counts, firms, gross, out, lanes, per_domain, anywhere)
+
+
+@_jit()
 def fused_serial(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains, inclusive,
-                 gross):
+                 gross, runs=1):
     n_chunks, rules = x64.shape[0], ints.shape[0]
     sums = np.zeros((n_chunks, rules))
     counts = np.zeros((n_chunks, rules), dtype=np.int64)
     firms = np.zeros((n_chunks, n_domains + 1), dtype=np.int64)
-    for c in range(n_chunks):
-        chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains,
-                     inclusive, sums, counts, firms, gross)
+    chunk_range(x64, x32, n, 0, n_chunks, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains,
+                inclusive, sums, counts, firms, gross)
     return sums, counts, firms
 
 
 @_jit(parallel=True)
 def fused_parallel(x64, x32, n, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains, inclusive,
-                   gross):
+                   gross, runs):
+    """``runs`` contiguous runs of chunks shared among the threads (each run one stream through memory, one set
+    of scratch); a chunk's results are its own, so how the chunks are shared changes no bit."""
     n_chunks, rules = x64.shape[0], ints.shape[0]
     sums = np.zeros((n_chunks, rules))
     counts = np.zeros((n_chunks, rules), dtype=np.int64)
     firms = np.zeros((n_chunks, n_domains + 1), dtype=np.int64)
-    for c in prange(n_chunks):
-        chunk_totals(x64, x32, n, c, ints, params, intensity, tiers, cond_ints, cond_values, order, n_domains,
-                     inclusive, sums, counts, firms, gross)
+    runs = min(n_chunks, runs)
+    for k in prange(runs):
+        chunk_range(x64, x32, n, k * n_chunks // runs, (k + 1) * n_chunks // runs, ints, params, intensity, tiers,
+                    cond_ints, cond_values, order, n_domains, inclusive, sums, counts, firms, gross)
     return sums, counts, firms
 
 
@@ -611,7 +666,8 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
     x64, x32 = matrix
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
     gross = np.zeros((compiled.n_rules, n if awards else 0))
-    sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive, gross)
+    sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive, gross,
+                                 4 * jit.threads())
     found = _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
     return (*found, gross) if awards else found
 

@@ -69,6 +69,7 @@ if caching is not None:
         """numba's cache locator for fiscalsim's kernels: keyed on all compiled sources together."""
 
         def __init__(self, py_func, py_file, path: Path):
+            self._py_file = py_file  # numba names it when it declines to cache a function
             self._lineno = py_func.__code__.co_firstlineno
             self._path = path
 
@@ -93,6 +94,11 @@ if caching is not None:
     _impl = getattr(caching, "CacheImpl", None) or caching._CacheImpl
     if SourcesLocator not in _impl._locator_classes:
         _impl._locator_classes.insert(0, SourcesLocator)
+
+
+def threads() -> int:
+    """How many threads numba's parallel kernels run on (1 without numba)."""
+    return numba.get_num_threads() if numba is not None else 1
 
 
 def kernel(parallel: bool = False):

@@ -78,31 +78,38 @@ def _reductions():
         return fused.lanes_into, fused.direct_into
     lanes_into, direct_into = fused.lanes_into, fused.direct_into
     return (jit.numba.njit(lambda out, dom, lanes, n: lanes_into(out, dom, lanes, n)),
-            jit.numba.njit(lambda column, how, amount, cap, m, out, keep, dom, lanes, n: direct_into(
-                column, how, amount, cap, m, out, keep, dom, lanes, n)))
+            jit.numba.njit(lambda column, how, amount, cap, where, op, value, m, out, keep, dom, lanes, n: direct_into(
+                column, how, amount, cap, where, op, value, m, out, keep, dom, lanes, n)))
 
 
 def test_vector_reductions_equal_their_plain_python_twins_to_the_bit():
     """Lane sums, counts, domain flags and kept awards of the 8-wide vector code against the Python twins, on
-    columns with zeros, -0.0, negatives and values over the cap, for every remainder of m modulo 8 (the masked
-    last group) and both column widths."""
+    columns with zeros, -0.0, negatives and values over the cap, with each kind of condition (none, equals, at
+    least, below: on its edge too), for every remainder of m modulo 8 (the masked last group) and both column
+    widths of the base and of the condition."""
     lanes_into, direct_into = _reductions()
     rng = np.random.default_rng(11)
     n = 64
     base = rng.choice([0.0, -0.0, 1.0, 3.5, -2.0, 250.0, 1e6], size=n) * rng.choice([1.0, 0.5], size=n)
-    for dtype in (np.float64, np.float32):
-        column = base.astype(dtype)
-        for how, amount, cap in ((fused.DIRECT_FIXED, 30.0, 0.0), (fused.DIRECT_CAPPED, 0.05, 200.0),
-                                 (fused.DIRECT_CAPPED, 0.0, np.inf), (fused.DIRECT_CAPPED, 2.0, np.inf)):
+    where = rng.choice([0.0, 1.0, 2.0, 3.0], size=n)
+    conditions = [(-1, 0.0)] + [(fused.OPS[name], value) for name in ("equals", "at_least", "below")
+                                for value in (0.0, 2.0)]
+    formulas = ((fused.DIRECT_FIXED, 30.0, 0.0), (fused.DIRECT_CAPPED, 0.05, 200.0),
+                (fused.DIRECT_CAPPED, 0.0, np.inf), (fused.DIRECT_CAPPED, 2.0, np.inf))
+    for dtype, where_dtype in ((np.float64, np.float64), (np.float32, np.float32), (np.float64, np.float32),
+                               (np.float32, np.float64)):
+        column, flags = base.astype(dtype), where.astype(where_dtype)
+        for (how, amount, cap), (op, value) in ((f, c) for f in formulas for c in conditions):
             for m in (0, 1, 7, 8, 9, 40, 63, 64):
                 for keep in (False, True):
                     got = [np.full(n, 9.0), np.zeros(n, np.uint8), np.zeros(fused.LANES)]
                     want = [np.full(n, 9.0), np.zeros(n, np.uint8), np.zeros(fused.LANES)]
-                    hits = direct_into(column, how, amount, cap, m, got[0], keep, got[1], got[2], n)
-                    expected = fused.direct_python(column, how, amount, cap, m, want[0], keep, want[1], want[2], n)
+                    hits = direct_into(column, how, amount, cap, flags, op, value, m, got[0], keep, got[1], got[2], n)
+                    expected = fused.direct_python(column, how, amount, cap, flags, op, value, m, want[0], keep,
+                                                   want[1], want[2], n)
                     assert hits == expected
                     for a, b in zip(got, want):  # to the bit: -0.0 and +0.0 told apart
-                        assert a.tobytes() == b.tobytes(), (dtype, how, amount, m, keep)
+                        assert a.tobytes() == b.tobytes(), (dtype, how, amount, op, value, m, keep)
     out = np.where(rng.random(n) < 0.5, rng.lognormal(2, 2, n), 0.0)
     out[3] = -0.0
     got, want = (np.zeros(n, np.uint8), np.zeros(fused.LANES)), (np.zeros(n, np.uint8), np.zeros(fused.LANES))
@@ -110,17 +117,23 @@ def test_vector_reductions_equal_their_plain_python_twins_to_the_bit():
     assert all(a.tobytes() == b.tobytes() for a, b in zip(got, want))
 
 
-def test_direct_python_is_the_kind_kernels_and_the_lane_sum():
-    """The twin against the kind kernels of sim.kinds and the reference lane sum: an independent reading."""
+def test_direct_python_is_the_kind_kernels_the_condition_and_the_lane_sum():
+    """The twin against the kind kernels of sim.kinds, the condition loop and the reference lane sum: an
+    independent reading."""
     rng = np.random.default_rng(12)
     column = rng.choice([0.0, 1.0, 40.0, 5000.0, -3.0], size=24)
+    where = rng.choice([0.0, 1.0, 3.0], size=24)
     p = np.zeros(sim.kinds.NPARAM)
-    for how, kernel, p[:2] in ((fused.DIRECT_FIXED, sim.kinds.fixed_kernel, (30.0, 0.0)),
-                               (fused.DIRECT_CAPPED, sim.kinds.unit_kernel, (0.1, 200.0))):
+    for how, kernel, p[:2], op in ((fused.DIRECT_FIXED, sim.kinds.fixed_kernel, (30.0, 0.0), -1),
+                                   (fused.DIRECT_CAPPED, sim.kinds.unit_kernel, (0.1, 200.0), -1),
+                                   (fused.DIRECT_CAPPED, sim.kinds.share_kernel, (0.5, 900.0), fused.OPS["at_least"]),
+                                   (fused.DIRECT_FIXED, sim.kinds.fixed_kernel, (7.0, 0.0), fused.OPS["equals"])):
         awards = np.zeros(24)
         kernel(column, column, 21, p, np.zeros((1, 2)), 0, True, awards)
+        if op >= 0:
+            fused.condition_loop(where, 21, op, 1.0, awards)
         out, dom, lanes = np.zeros(24), np.zeros(24, np.uint8), np.zeros(fused.LANES)
-        hits = fused.direct_python(column, how, p[0], p[1], 21, out, True, dom, lanes, 24)
+        hits = fused.direct_python(column, how, p[0], p[1], where, op, 1.0, 21, out, True, dom, lanes, 24)
         assert np.array_equal(out, awards) and hits == (awards > 0).sum()
         assert np.array_equal(dom, (awards > 0).astype(np.uint8))
         total = lanes[0]
@@ -134,7 +147,7 @@ def test_rules_take_the_one_pass_path_only_when_their_award_is_one_formula_of_on
     paths = dict(zip(by_name, COMPILED.ints[:, fused.DIRECT]))
     for rule_id, rule in by_name.items():
         numbers = sim.kinds.packed(rule)
-        if rule.eligibility:
+        if len(rule.eligibility) > 1 or rule.intensity.value != 1.0:
             assert paths[rule_id] == fused.DIRECT_NONE, rule_id
         elif rule.kind == "fixed":
             assert paths[rule_id] == fused.DIRECT_FIXED, rule_id

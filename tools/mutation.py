@@ -42,7 +42,8 @@ KERNELS = ROOT / ".mutation-kernels"
 MODULES = ("policy", "kinds", "awards", "fused", "population", "montecarlo", "process", "budget", "design",
            "scenario", "assumptions", "headline", "sensitivity", "years", "nowcast", "queues")
 KERNEL_FUNCTIONS = [f"sim.fused.x_{name}*" for name in (
-    "condition_loop", "award_of", "rule_chunk", "lanes_python", "direct_python", "chunk_totals", "fused_serial",
+    "condition_loop", "award_of", "rule_chunk", "lanes_python", "direct_python", "direct_rule", "chunk_totals",
+    "chunk_range", "fused_serial",
     "fused_parallel", "chunk_awards",
     "per_claimant_serial", "per_claimant_parallel", "positive_awards")] + [f"sim.kinds.x_{name}*" for name in (
         "clip", "rate_kernel", "share_kernel", "fixed_kernel", "tiered_kernel", "unit_kernel", "bands_kernel",
