@@ -651,9 +651,11 @@ def awards_of_rules(compiled: CompiledRules, rows: np.ndarray, columns, n: int) 
 
 
 def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
-           matrix: tuple[np.ndarray, np.ndarray] | None = None, n: int | None = None, awards: bool = False):
+           matrix: tuple[np.ndarray, np.ndarray] | None = None, n: int | None = None, awards: bool = False,
+           awards_into: np.ndarray | None = None):
     """Per-rule (award, district) totals, claimant counts per rule, and claimant firms (all, per domain); with
-    ``awards`` (compiled path only) also the (rules x n) per-claimant awards, computed in the same pass.
+    ``awards`` (compiled path only) also the (rules x n) per-claimant awards, computed in the same pass, in the
+    start of the flat float64 buffer ``awards_into`` when given (reused block after block: fresh pages cost).
 
     Uses the compiled kernel when numba is installed, else :func:`totals_numpy`; both give the same bits.
     """
@@ -665,7 +667,8 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
         matrix = column_matrix(compiled, columns)
     x64, x32 = matrix
     kernel = fused_parallel if n >= PARALLEL_FROM else fused_serial
-    gross = np.zeros((compiled.n_rules, n if awards else 0))
+    size = (compiled.n_rules, n if awards else 0)  # the kernel writes every award: no need to zero the memory
+    gross = np.empty(size) if awards_into is None or not awards else awards_into[:size[0] * size[1]].reshape(size)
     sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive, gross,
                                  4 * jit.threads())
     found = _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)

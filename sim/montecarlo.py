@@ -234,7 +234,9 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
     ``keep`` the claims, and with ``keep_rules`` those rules' claimants one by one."""
     totals, claims, kept = [], [], []
     blocks = group or range(len(model.plan))
-    buffers = fused.layout_buffers(model.compiled, max([model.plan[k][2] for k in blocks] + [1]))
+    largest = max([model.plan[k][2] for k in blocks] + [1])
+    buffers = fused.layout_buffers(model.compiled, largest)  # one block's layout and awards at a time
+    awards = np.empty(model.compiled.n_rules * largest) if keep else None
     for k in blocks:
         segment, block_index, m = model.plan[k]
         block = pop.draw_block(model.spec, seed, replication, segment, block_index, m)
@@ -244,7 +246,7 @@ def model_task(model: Model, seed: int, replication: int, group: tuple[int, ...]
         matrix = fused.column_matrix(model.compiled, block, buffers) if fused.jit.AVAILABLE and m else None
         if keep and matrix is not None:  # totals and each claimant's awards in one compiled pass
             (award, district), claimants, firms, gross = fused.totals(model.policy, block, model.compiled, matrix, m,
-                                                                      awards=True)
+                                                                      awards=True, awards_into=awards)
             totals.append(BlockTotals(award, district, claimants, firms))
             claims.append(Claims(*fused.positive_awards(gross, model.compiled.share)))
         else:

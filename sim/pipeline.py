@@ -700,8 +700,9 @@ def _write(ctx: Context, out: Path, force: bool) -> results.Run:
             with ctx.timed("report"):
                 draft = results.Run(out, manifest(ctx), dict(ctx.tables), files,
                                     {k: results.Run(out / k, {}, v) for k, v in ctx.stage_tables.items()})
+                forked = isinstance(ctx.executor, executors.Processes) and ctx.executor.workers > 1
                 report.write_report(draft, lang=ctx.settings.lang, out=writer.staging / "report",
-                                    progress=ctx.progress)
+                                    progress=ctx.progress, side_by_side=ctx.executor.map if forked else None)
         return writer.finish(manifest(ctx))
 
 

@@ -780,28 +780,45 @@ def _png(fig) -> bytes:
     return buffer.getvalue()
 
 
-def draw_figures(run: Run, lang: str, progress: bool | Callable = False) -> tuple[dict, dict[str, bytes]]:
-    """The report's tables and its figures as PNG bytes, in ``lang`` (a bar, or a callback, per figure)."""
+def _draw_png(draw: dict[str, Callable], name: str) -> bytes:
+    """One figure of the report as PNG bytes (an executor's task: the style is set where it runs)."""
+    style()
+    return _png(draw[name]())
+
+
+def draw_figures(run: Run, lang: str, progress: bool | Callable = False,
+                 side_by_side: Callable | None = None) -> tuple[dict, dict[str, bytes]]:
+    """The report's tables and its figures as PNG bytes, in ``lang`` (a bar, or a callback, per figure).
+
+    ``side_by_side``: an executor's ``map`` (task, shared, items, progress) that draws the figures at once in
+    this machine's worker processes (the pipeline passes its own when they are forked from this one); without it,
+    here, one by one.  The same bytes either way.
+    """
     lang = language.check(lang)
     style()
     tables, draw = _figures(run, run.policy(), lang)
     bar = progress_bar(progress, len(draw), f"5 report ({lang})")
-    pngs = {}
-    for name, function in draw.items():
-        pngs[name] = _png(function())
-        bar(1)
+    names = list(draw)
+    if side_by_side is not None and len(names) > 1:
+        pngs = dict(zip(names, side_by_side(_draw_png, draw, names, progress=bar), strict=True))
+    else:
+        pngs = {}
+        for name in names:
+            pngs[name] = _draw_png(draw, name)
+            bar(1)
     bar(None)
     return tables, pngs
 
 
 def write_report(run: Run | str | Path, lang: str = language.DEFAULT, out: str | Path | None = None,
-                 force: bool = True, progress: bool | Callable = False) -> Path:
+                 force: bool = True, progress: bool | Callable = False, side_by_side: Callable | None = None
+                 ) -> Path:
     """Write ``report.<lang>.html`` (figures and font embedded), the figures as ``<name>.<lang>.png`` and the
     report's tables into ``RUN_DIR/report`` (or ``out``), keeping the files of other languages there.
-    Reads the run's tables; computes nothing but the drawing."""
+    Reads the run's tables; computes nothing but the drawing (side by side: :func:`draw_figures`)."""
     lang = language.check(lang)
     run = run if isinstance(run, Run) else load(run)
-    tables, pngs = draw_figures(run, lang, progress)
+    tables, pngs = draw_figures(run, lang, progress, side_by_side)
     page = _html(run, run.policy(), lang, tables, pngs)
     out = Path(out) if out is not None else Path(run.path) / "report"
     files = _other_languages(out, lang)

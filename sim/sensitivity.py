@@ -183,14 +183,21 @@ def evaluate_population(job: SobolJob, rows: tuple[int, ...]) -> list[np.ndarray
     if len(job.blocks) > BLOCK_CACHE:
         job.blocks.clear()
     totals: list[list] = [[] for _ in models]
+    buffers = fused.layout_buffers(models[0].compiled, max([m for _, _, m in models[0].plan] + [1]))
     for segment, block_index, m in models[0].plan:
         drawn_here = (replication, segment, block_index, m, *values[job.segment_groups[segment]].tolist())
         keys = [(drawn_here, rules) for rules in rules_keys]
         if any(key not in job.blocks for key in keys):  # draw the block once for the rows that lack it
             block = population_module.draw_block(spec, job.seed, replication, segment, block_index, m)
+            laid_out = {}  # the kernel's layout of the block, once for the rows that read the same columns
             for key, model in zip(keys, models, strict=True):
                 if key not in job.blocks:
-                    job.blocks[key] = montecarlo.block_totals(model.policy, block, model.compiled)
+                    columns = model.compiled.columns
+                    if fused.jit.AVAILABLE and m and columns not in laid_out:
+                        laid_out[columns] = fused.column_matrix(model.compiled, block, buffers if not laid_out else
+                                                                None)
+                    job.blocks[key] = montecarlo.block_totals(model.policy, block, model.compiled,
+                                                              laid_out.get(columns))
         for key, parts in zip(keys, totals, strict=True):
             parts.append(job.blocks[key])
     out = []

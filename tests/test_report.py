@@ -269,3 +269,16 @@ def test_readme_main_job_command_is_the_full_pipeline():
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
     first = re.findall(r"```bash\n(.+?)\n```", readme)[0]
     assert "fiscalsim run" in first and "--no-" not in first
+
+
+def test_figures_drawn_side_by_side_in_worker_processes_are_the_same_bytes(two_runs):
+    from sim import executors, results
+
+    run = results.load(two_runs / "baseline")
+    tables, here = report.draw_figures(run, "en")
+    done = []
+    _, side_by_side = report.draw_figures(run, "en", progress=done.append,
+                                          side_by_side=executors.Processes(2).map)
+    assert list(side_by_side) == list(here) and len(here) >= len(FIGURE_NAMES)
+    assert all(side_by_side[name] == here[name] for name in here)
+    assert sum(n for n in done if n) == len(here)  # the bar moved once per figure
