@@ -139,6 +139,11 @@ def local(threads: int | None = None):
     return Processes(threads)
 
 
+def _run_items(task: Callable, shared: Any, items: Sequence) -> list:
+    """A run of consecutive items on one Dask worker, in order."""
+    return [task(shared, item) for item in items]
+
+
 class Dask:
     """Run tasks on a ``dask.distributed`` client (a local cluster or a remote scheduler)."""
 
@@ -157,13 +162,18 @@ class Dask:
         if not items:
             return []
         [shared_future] = self.client.scatter([shared], broadcast=True)
-        futures = {self.client.submit(task, shared_future, item, pure=False): k for k, item in enumerate(items)}
-        out: list = [None] * len(items)
+        # Runs of consecutive items per task (about eight per worker), as for Processes: replications of one
+        # assumption draw mostly land on one worker, which builds that draw's model once.
+        size = max(1, -(-len(items) // (8 * max(1, self.workers))))
+        runs = [list(items[lo:lo + size]) for lo in range(0, len(items), size)]
+        futures = {self.client.submit(_run_items, task, shared_future, run, pure=False): k
+                   for k, run in enumerate(runs)}
+        done: list = [None] * len(runs)
         for future in as_completed(futures):
-            out[futures[future]] = future.result()
+            done[futures[future]] = future.result()
             if progress is not None:
-                progress(1)
-        return out
+                progress(len(done[futures[future]]))
+        return [result for run in done for result in run]
 
     def close(self) -> None:
         """Shut the client (and a cluster this executor started) down quietly: the workers' heartbeat and
