@@ -671,7 +671,7 @@ def totals(policy: Policy, columns, compiled: CompiledRules | None = None,
     gross = np.empty(size) if awards_into is None or not awards else awards_into[:size[0] * size[1]].reshape(size)
     sums, counts, firms = kernel(x64, x32, n, *rule_arrays(compiled), compiled.n_domains, compiled.inclusive, gross,
                                  4 * jit.threads())
-    found = _combine(list(sums), compiled), counts.sum(axis=0), firms.sum(axis=0)
+    found = _combine(sums, compiled), counts.sum(axis=0), firms.sum(axis=0)
     return (*found, gross) if awards else found
 
 

@@ -16,11 +16,11 @@ ROOT = Path(__file__).resolve().parent.parent
 RUN = """
 import json
 import sim.pipeline as pipeline
-from sim import fused, kinds, queues
+from sim import fused, kinds, population, queues
 from numba.core.registry import CPUDispatcher
 run = pipeline.run(settings=pipeline.Settings(replications=2, n=5000, stages=("claims", "process")), progress=False)
 stats = {}
-for module in (fused, kinds, queues):
+for module in (fused, kinds, population, queues):
     for name, obj in vars(module).items():
         if isinstance(obj, CPUDispatcher) and obj.signatures:
             stats[name] = [sum(obj.stats.cache_hits.values()), sum(obj.stats.cache_misses.values()),
