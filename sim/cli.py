@@ -10,7 +10,9 @@
     fiscalsim report RUN_DIR [--lang zh|en]     (draws the tables the run wrote)
     fiscalsim compare RUN_A RUN_B ...
 
-A user's mistake (a malformed model, a bad firm table) prints one clear message and exits with 2.
+A user's mistake (a malformed model, a bad firm table, an output folder that cannot be written) prints one
+clear message and exits with 2; a run stopped because a worker process could not start or died, with 4; a
+fault of fiscalsim itself (or a dependency missing from the installation), with 3 and a log file.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from sim import policy as policy_module
 from sim import scenario as scenario_module
 from sim import years as years_module
 from sim.awards import evaluate, explain
-from sim.errors import FirmTableError, FiscalsimError
+from sim.errors import FirmTableError, FiscalsimError, WorkerError
 from sim.firms import ID_COLUMNS, read_table
 from sim.headline import measure_of, ranking
 from sim.policy import Policy, catalogue_table, format_param, inputs_table
@@ -686,7 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-INTERNAL_ERROR = 3  # exit status of a fault in fiscalsim itself (2: the user's input)
+INPUT_ERROR = 2  # exit status of a mistake in the user's input (a model file, a register, a scenario, --out)
+INTERNAL_ERROR = 3  # exit status of a fault in fiscalsim itself, or of an incomplete installation
+WORKER_FAILED = 4  # exit status of a run stopped because a worker process could not start or died
 
 
 def _log_internal_error(argv: list[str] | None) -> Path:
@@ -707,24 +711,49 @@ def _log_internal_error(argv: list[str] | None) -> Path:
     return Path(name)
 
 
+def _internal_error(exc: BaseException, argv: list[str] | None) -> int:
+    """One line for a fault of fiscalsim itself, its traceback in a log file."""
+    log = _log_internal_error(argv)
+    print(f"internal error, please report it: {type(exc).__name__}: {exc}\nthe details are in {log}", file=sys.stderr)
+    return INTERNAL_ERROR
+
+
+def _stdout_open() -> bool:
+    """Whether standard output still has a reader (a pipe whose reader has gone polls as an error)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+    except (AttributeError, OSError, ValueError):  # not a file (a test's capture) or no poll: it has a reader
+        return True
+    return not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except WorkerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return WORKER_FAILED
     except FiscalsimError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head`
+        return INPUT_ERROR
+    except ModuleNotFoundError as exc:  # an installation without one of the declared dependencies
+        print(f"error: fiscalsim needs the module {exc.name!r}, which is not installed here: reinstall fiscalsim "
+              "with `python3 -m pip install .` (or the extra that names it)", file=sys.stderr)
+        return INTERNAL_ERROR
+    except BrokenPipeError as exc:  # output piped into `head` (any other broken pipe is a fault)
+        if _stdout_open():
+            return _internal_error(exc, argv)
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("interrupted: nothing was written", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - a fault of fiscalsim itself: one line and a log, not a traceback
-        log = _log_internal_error(argv)
-        print(f"internal error, please report it: {type(exc).__name__}: {exc}\n"
-              f"the details are in {log}", file=sys.stderr)
-        return INTERNAL_ERROR
+        return _internal_error(exc, argv)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,7 +2,7 @@
 
 Every mistake in a user's input (a model file, a firm table, a scenario) becomes one of these, with a
 message that names the file, the article, the rule or the column and says what to fix.  The CLI prints
-the message and exits with status 2; it never shows a traceback for them.
+the message and exits with status 2 (4 for a :class:`WorkerError`); it never shows a traceback for them.
 """
 
 
@@ -24,3 +24,7 @@ class SpecError(FiscalsimError):
 
 class ScenarioError(FiscalsimError):
     """A scenario file is malformed or overrides something the model does not have."""
+
+
+class WorkerError(FiscalsimError):
+    """A worker process could not start or died (killed, out of memory): the run stopped at once."""

@@ -15,13 +15,15 @@ below the size at which :mod:`sim.fused` would start its own thread pool.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sim.errors import FiscalsimError
+from sim import pool
+from sim.errors import FiscalsimError, WorkerError
 
 
 def cores() -> int:
@@ -72,24 +74,13 @@ class Serial:
         pass
 
 
-_WORKER: dict[str, Any] = {}  # in a worker process of Processes: the task and its shared argument
-
-
-def _start_worker(task: Callable, shared: Any) -> None:
-    one_thread_each()
-    _WORKER["task"], _WORKER["shared"] = task, shared
-
-
-def _run_item(item: Any) -> Any:
-    return _WORKER["task"](_WORKER["shared"], item)
-
-
 class Processes:
     """Run tasks on ``workers`` processes of this machine, results in item order.
 
-    Each ``map`` starts its workers and ends them: forked where the platform allows (Linux), so they begin
-    with everything this process has imported and compiled and the shared argument is not even pickled;
-    started afresh elsewhere.
+    Each ``map`` starts its workers and ends them (:class:`sim.pool.Workers`): forked where the platform
+    allows (Linux), so they begin with everything this process has imported and compiled and the shared
+    argument is not even pickled; started afresh elsewhere.  A worker that cannot start or dies ends the
+    map at once with a :class:`~sim.errors.WorkerError` naming the cause.
     """
 
     name = "processes"
@@ -104,24 +95,16 @@ class Processes:
             return Serial().map(task, shared, items, progress)
         methods = multiprocessing.get_all_start_methods()
         context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
-        out = []
+        # Runs of consecutive items per worker (about eight per worker): replications of one assumption draw
+        # mostly land on one worker, which builds that draw's model once.
+        chunk = max(1, -(-len(items) // (8 * self.workers)))
         with warnings.catch_warnings():
             # Python >= 3.12 warns that forking a process with threads (BLAS's idle pool) may deadlock a child
             # that uses them; the workers hold BLAS to one thread and start no other pool.
             warnings.filterwarnings("ignore", message=".*fork.*", category=DeprecationWarning)
-            pool = context.Pool(min(self.workers, len(items)), initializer=_start_worker, initargs=(task, shared))
-        try:
-            # Runs of consecutive items per worker (about eight per worker): replications of one assumption draw
-            # mostly land on one worker, which builds that draw's model once.
-            chunk = max(1, -(-len(items) // (8 * self.workers)))
-            for result in pool.imap(_run_item, items, chunksize=chunk):
-                out.append(result)
-                if progress is not None:
-                    progress(1)
-        finally:
-            pool.terminate()
-            pool.join()
-        return out
+            workers = pool.Workers(context, min(self.workers, len(items)), task, shared, initializer=one_thread_each)
+        with workers:
+            return workers.map(items, chunk, progress)
 
     def close(self) -> None:
         pass
@@ -139,6 +122,9 @@ def local(threads: int | None = None):
     return Processes(threads)
 
 
+MAX_RUN = 40  # items of one Dask task at most (eight assumption draws of five replications)
+
+
 def _run_items(task: Callable, shared: Any, items: Sequence) -> list:
     """A run of consecutive items on one Dask worker, in order."""
     return [task(shared, item) for item in items]
@@ -149,22 +135,42 @@ class Dask:
 
     name = "dask"
 
-    def __init__(self, client, cluster=None):
-        self.client, self.cluster = client, cluster
+    def __init__(self, client, cluster=None, where: str = "the local Dask cluster"):
+        self.client, self.cluster, self.where = client, cluster, where
 
     @property
     def workers(self) -> int:
         return len(self.client.scheduler_info().get("workers", {}))
 
     def map(self, task: Callable, shared: Any, items: Sequence, progress: Callable[[int], None] | None = None) -> list:
+        """Every item's result in item order.  A lost scheduler (or connection to it) ends the map with one
+        :class:`~sim.errors.WorkerError`; the client's own tracebacks about it are not shown.  A worker that
+        dies is Dask's to recover: its tasks run again elsewhere, with the same results."""
+        from concurrent.futures import CancelledError
+
         from dask.distributed import as_completed
 
         if not items:
             return []
+        try:
+            with _quiet("distributed.client"):
+                return self._map(as_completed, task, shared, items, progress)
+        except (CancelledError, OSError, TimeoutError) as exc:
+            if self.client.status == "running" and not isinstance(exc, CancelledError):
+                raise
+            # The client goes on trying to reconnect in its own thread, logging a traceback when it gives up: it is
+            # of no use now, so its logger stays quiet for the rest of this process.
+            logging.getLogger("distributed.client").setLevel(logging.CRITICAL)
+            self.close()
+            raise WorkerError(f"{self.where}: lost the Dask scheduler during the run "
+                              f"({type(exc).__name__}); check that it is running and run again") from None
+
+    def _map(self, as_completed, task, shared, items, progress) -> list:
         [shared_future] = self.client.scatter([shared], broadcast=True)
         # Runs of consecutive items per task (about eight per worker), as for Processes: replications of one
-        # assumption draw mostly land on one worker, which builds that draw's model once.
-        size = max(1, -(-len(items) // (8 * max(1, self.workers))))
+        # assumption draw mostly land on one worker, which builds that draw's model once; at most
+        # MAX_RUN items, so progress is told every few seconds however many items there are.
+        size = min(max(1, -(-len(items) // (8 * max(1, self.workers)))), MAX_RUN)
         runs = [list(items[lo:lo + size]) for lo in range(0, len(items), size)]
         futures = {self.client.submit(_run_items, task, shared_future, run, pure=False): k
                    for k, run in enumerate(runs)}
@@ -189,8 +195,6 @@ class Dask:
 @contextlib.contextmanager
 def _quiet(*loggers: str):
     """Raise the named loggers to CRITICAL for the duration, then put their levels back."""
-    import logging
-
     saved = {name: logging.getLogger(name).level for name in loggers}
     try:
         for name in loggers:
@@ -225,7 +229,7 @@ def dask(workers: int = 0, scheduler: str | None = None) -> Dask:
         raise FiscalsimError("--workers and --scheduler need Dask: pip install 'fiscalsim[dask]'") from None
     if scheduler:
         try:
-            return Dask(Client(scheduler, timeout=20))
+            return Dask(Client(scheduler, timeout=20), where=f"--scheduler {scheduler}")
         except OSError as exc:
             raise FiscalsimError(f"--scheduler {scheduler}: cannot connect: {exc}") from None
     cluster = local_cluster(workers)

@@ -224,6 +224,7 @@ ZH = {
                   "用时 {seconds:.1f} 秒",
     "totals": "企业应得奖补合计 {gross} 亿元,其中区级承担 {district} 亿元(预计兑现额)。",
     "results_in": "结果目录",
+    "estimate": "预计:用时约 {time}(按 {workers} 个工作进程估算,仅供参考),内存约 {memory},结果目录约 {disk}",
     "report_at": "报告",
     "exported": "已导出",
     # report frame
@@ -445,6 +446,8 @@ EN = {
                   "{seconds:.1f} s",
     "totals": "Awards due in all: {gross}億, of which the district pays {district}億 (expected claims).",
     "results_in": "results in",
+    "estimate": "expected: about {time} on {workers} worker process(es) (a rough guide), memory about {memory}, "
+                "run folder about {disk}",
     "report_at": "report",
     "exported": "exported",
     "title": "claims, cash and budgets",

@@ -391,9 +391,8 @@ def run(policy: Policy, spec: pop.PopulationSpec, replications: int, seed: int, 
         job = replace(job, then=None)
     items = [(r, group) for r in range(replications) for group in groups]
     fused.warm(job.base.compiled)
-    bar = progress_bar(progress, len(items), label)
-    outputs = executor.map(replication_task, job, items, progress=bar)
-    bar(None)
+    with progress_bar(progress, len(items), label) as bar:
+        outputs = executor.map(replication_task, job, items, progress=bar)
     totals, claims, kept, later = [], [], [], []
     for r in range(replications):
         parts = outputs[r * len(groups):(r + 1) * len(groups)]

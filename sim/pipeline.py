@@ -27,6 +27,7 @@ import calendar
 import contextlib
 import datetime as dt
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from sim import assumptions as assumptions_module
-from sim import budget, executors, headline, language, montecarlo, population, queues, results, sensitivity
+from sim import budget, executors, headline, language, montecarlo, population, queues, results, sensitivity, sizing
 from sim import policy as policy_module
 from sim import process as process_module
 from sim import scenario as scenario_module
@@ -156,8 +157,9 @@ class Context:
 
 def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, model: str | None = None,
             settings: Settings | None = None, executor=None, progress: bool | Callable = True,
-            allow_outside: bool = False) -> Context:
-    """Everything checked before any computation: scenario, model files, process settings, settings."""
+            allow_outside: bool = False, target: results.Target | None = None) -> Context:
+    """Everything checked before any computation: scenario, model files, process settings, settings, and
+    (with the reserved output folder ``target``) that the run fits this machine's memory and that disk."""
     settings = settings or Settings()
     settings.check()
     if scenario is None:
@@ -172,6 +174,9 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
     if not chosen.is_baseline:
         ctx.warnings = scenario_module.warnings_of(chosen, policy, policy_module.load(chosen.model))
     groups = assumptions_module.load_groups(chosen.model)
+    if target is not None:
+        ctx.warnings += target.notes
+    _check_size(ctx, len(groups), target)
     if groups or policy.uncertain() or spec.uncertain or process_model.uncertain:
         ctx.assumptions = assumptions_module.collect(policy, spec, process_model, groups,
                                                      f"{chosen.model}/assumptions.toml", chosen.is_baseline)
@@ -196,6 +201,23 @@ def prepare(scenario: str | Path | scenario_module.Scenario | None = None, *, mo
         ctx.year_values = years_module.draw_values(ctx.years, -(-settings.replications // settings.per_draw),
                                                    settings.per_draw, settings.seed, ctx.drawn is not None)
     return ctx
+
+
+def _check_size(ctx: Context, groups: int, target: results.Target | None) -> None:
+    """Refuse, before anything is allocated, a run that cannot fit this machine's memory or the output's disk;
+    say how long a long run will take (:mod:`sim.sizing`)."""
+    s = ctx.settings
+    found = sizing.estimate(replications=s.replications, claimants=int(ctx.spec.counts(s.n, s.scale).sum()),
+                            rules=len(ctx.policy.rules), groups=groups, per_draw=s.per_draw,
+                            workers=ctx.executor.workers, years=max(len(s.years), 1))
+    sizing.check_memory(found, s.replications, sizing.available_memory())
+    if target is not None:
+        target.need(int(found.disk))
+    if ctx.progress is True and found.seconds > sizing.SAY_TIME_ABOVE_S:
+        t = language.labels(s.lang)
+        print(t["estimate"].format(time=sizing.duration(found.seconds), workers=ctx.executor.workers,
+                                   memory=sizing.size(found.memory), disk=sizing.size(found.disk)),
+              file=sys.stderr, flush=True)
 
 
 # ----------------------------------------------------------------------------- stages
@@ -390,20 +412,21 @@ def process_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
     model = ctx.process_model
     s = ctx.settings
     with ctx.timed("process"):
-        bar = progress_bar(ctx.progress, s.process_count, "2 process (SimPy)")
-        if result.then:  # the years ran in the claims stage's tasks
-            summaries = result.then
-            bar(len(summaries))
-        elif ctx.years is None:
-            year = ProcessYear.of(model, ctx.policy, s.seed, s.process_engine)
-            summaries = ctx.executor.map(process_task, (year, ctx.drawn), list(enumerate(result.claims)), progress=bar)
-        else:
-            shared = (ProcessYear.of(model, ctx.policy, s.seed, s.process_engine), ctx.drawn, ctx.years,
-                      ctx.year_values, s.years)
-            per_year = ctx.executor.map(years_process_task, shared, list(enumerate(ctx.year_claims)), progress=bar)
-            summaries = [years[0][0] for years in per_year]
-            ctx.tables["years_process"] = _years_process_table(per_year, list(ctx.policy.domain_keys), s.years)
-        bar(None)
+        with progress_bar(ctx.progress, s.process_count, "2 process (SimPy)") as bar:
+            if result.then:  # the years ran in the claims stage's tasks
+                summaries = result.then
+                bar(len(summaries))
+            elif ctx.years is None:
+                year = ProcessYear.of(model, ctx.policy, s.seed, s.process_engine)
+                summaries = ctx.executor.map(process_task, (year, ctx.drawn), list(enumerate(result.claims)),
+                                             progress=bar)
+            else:
+                shared = (ProcessYear.of(model, ctx.policy, s.seed, s.process_engine), ctx.drawn, ctx.years,
+                          ctx.year_values, s.years)
+                per_year = ctx.executor.map(years_process_task, shared, list(enumerate(ctx.year_claims)),
+                                            progress=bar)
+                summaries = [years[0][0] for years in per_year]
+                ctx.tables["years_process"] = _years_process_table(per_year, list(ctx.policy.domain_keys), s.years)
         ctx.tables.update(process_module.summarise(summaries, model))
         ctx.process_engines = dict(Counter(summary.engine for summary in summaries))
         ctx.tables["process_bureaus"] = pd.DataFrame([
@@ -430,16 +453,14 @@ def _years_process_table(per_year: list, domains: list[str], calendar: tuple[int
 
 def budget_stage(ctx: Context) -> None:
     s = ctx.settings
-    bar = progress_bar(ctx.progress, 1, "3 budget (LPs)")  # a fraction of a second: one step, named
-    with ctx.timed("budget"):
+    with progress_bar(ctx.progress, 1, "3 budget (LPs)") as bar, ctx.timed("budget"):  # one step, named
         tables, lp_timings = budget.analyse(ctx.policy, ctx.tables["rules"], level=s.level, tolerance=s.tolerance,
                                             solver=s.solver)
         if ctx.years is not None:
             ctx.tables["years_coverage"] = budget.years_coverage(ctx.policy, ctx.tables["liabilities"],
                                                                  ctx.tables["year_budgets"], s.solver, s.level,
                                                                  s.tolerance)
-    bar(1)
-    bar(None)
+        bar(1)
     ctx.stage_tables["budget"] = tables
     ctx.timings["budget_lps"] = lp_timings
 
@@ -585,11 +606,8 @@ def cap_redesign_of(run: results.Run, rule_id: str, *, number: str = "cap", leve
     replications = int(m["replications"])
     top = high if high is not None else (min(1.0, 4 * rule.number(number).value) if number == "rate"
                                          else 4 * rule.number(number).value)
-    bar = progress_bar(progress, replications, f"design: re-evaluating {rule_id}")
-    try:
+    with progress_bar(progress, replications, f"design: re-evaluating {rule_id}") as bar:
         kept = design_module.keep_claimants(job, rule_id, number, top, replications, bar)
-    finally:
-        bar(None)
     rules = run.rules
     rule_claims = (rules[rules["rule"] == rule_id].set_index("replication")["district"]
                    .reindex(range(replications), fill_value=0.0).to_numpy(dtype=float))
@@ -682,10 +700,10 @@ def _files(ctx: Context) -> dict[str, str]:
     return files
 
 
-def _write(ctx: Context, out: Path, force: bool) -> results.Run:
+def _write(ctx: Context, target: results.Target) -> Path:
     """The run folder: tables, the model data used, the budget sub-folder, the report, the manifest last."""
-    files = _files(ctx)
-    with results.RunWriter(out, force) as writer:
+    files, out = _files(ctx), target.out
+    with results.RunWriter(target) as writer:
         for name, table in ctx.tables.items():
             writer.table(name, table)
         for name, text in files.items():
@@ -717,10 +735,20 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
     settings = settings or Settings()
     if out is None and "report" in settings.stages:
         settings = replace(settings, stages=tuple(s for s in settings.stages if s != "report"))
-    if out is not None:
-        results.check_target(out, force)
-    ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress,
-                  allow_outside=allow_outside)
+    with contextlib.ExitStack() as stack:
+        target = None if out is None else stack.enter_context(results.reserve(out, force))
+        ctx = prepare(scenario, model=model, settings=settings, executor=executor, progress=progress,
+                      allow_outside=allow_outside, target=target)
+        _compute(ctx)
+        if target is None:
+            return results.Run(None, manifest(ctx), ctx.tables, _files(ctx),
+                               {k: results.Run(None, {}, v) for k, v in ctx.stage_tables.items()})
+        return results.load(_write(ctx, target))
+
+
+def _compute(ctx: Context) -> None:
+    """Every stage of a prepared run, in order, into ``ctx``."""
+    settings = ctx.settings
     result = claims_stage(ctx)
     if ctx.years is not None:
         years_stage(ctx, result)
@@ -732,11 +760,6 @@ def run(scenario: str | Path | scenario_module.Scenario | None = None, *, model:
         sensitivity_stage(ctx)
     calibration_stage(ctx)
     headline_stage(ctx)
-    if out is None:
-        files = _files(ctx)
-        return results.Run(None, manifest(ctx), ctx.tables, files,
-                           {k: results.Run(None, {}, v) for k, v in ctx.stage_tables.items()})
-    return results.load(_write(ctx, Path(out), force))
 
 
 # ----------------------------------------------------------------------------- the in-year nowcast
@@ -831,13 +854,26 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     observations can be given (beta) is below 1; with ``out`` the nowcast folder is written (atomically), with
     its report in ``lang`` (None: no report).  ``detail=False`` leaves out the month-by-month narrowing and the
     fit tables (the synthetic-truth validation does not need them)."""
-    from sim import nowcast as nowcast_module
-
     settings = settings or NowcastSettings()
     settings.check()
-    if out is not None:
-        results.check_target(out, force)
-    executor = executor or executors.local()
+    with contextlib.nullcontext() if out is None else results.reserve(out, force) as target:
+        tables, manifest_, files = _nowcast(run, observed, as_of, settings, executor or executors.local(), progress,
+                                            detail)
+        if target is None:
+            return results.Run(None, manifest_, tables, files)
+        path = results.write_into(target, tables, manifest_, files)
+    if lang is not None:
+        from sim import report
+
+        report.write_nowcast_report(results.load(path), lang)
+    return results.load(path)
+
+
+def _nowcast(run: results.Run, observed, as_of: str, settings: NowcastSettings, executor, progress,
+             detail: bool) -> tuple[dict, dict, dict]:
+    """The nowcast's tables, manifest and files (see :func:`nowcast_of`)."""
+    from sim import nowcast as nowcast_module
+
     models = _run_models(run)
     policy = models[0]
     frame = _nowcast_frame(policy)
@@ -890,14 +926,7 @@ def nowcast_of(run: results.Run, observed: str | Path | pd.DataFrame, as_of: str
     files = {"policy.json": run.text("policy.json")}
     if "assumptions.json" in run.texts or (run.path is not None and (run.path / "assumptions.json").is_file()):
         files["assumptions.json"] = run.text("assumptions.json")
-    if out is None:
-        return results.Run(None, manifest_, tables, files)
-    path = results.write_run(out, tables, manifest_, force=force, files=files)
-    if lang is not None:
-        from sim import report
-
-        report.write_nowcast_report(results.load(path), lang)
-    return results.load(path)
+    return tables, manifest_, files
 
 
 def _nowcast_rounds(run, models, ensemble, keys, cube, seen, spread, reaches, settings, executor, progress
@@ -1000,27 +1029,27 @@ def nowcast_validation(prior: results.Run, truths: results.Run, domain: str, gro
     monthly, cash, drawn = truths["process_monthly"], truths["process_cash"], truths["assumptions"]
     paid = cash[cash["domain"] == domain].groupby("replication")["paid"].sum()
     reps = sorted(monthly["replication"].unique())
-    bar = progress_bar(progress, len(reps) * len(months), "nowcast: synthetic truths")
     rows = []
-    for r in reps:
-        for m in months:
-            observed = nowcast_module.observed_table(monthly[monthly["replication"] == r], m)
-            as_of = dt.date(year, m, calendar.monthrange(year, m)[1]).isoformat()
-            nc = nowcast_of(prior, observed, as_of, settings=settings, progress=False, lang=None, detail=False)
-            d = nc["domains"].set_index("domain").loc[domain]
-            truth = float(paid.get(r, 0.0))
-            tolerance = 1e-9 * max(abs(truth), 1.0)  # a truth at an interval's end (payments stopped) is inside
-            inside = d["paid_p5"] - tolerance <= truth <= d["paid_p95"] + tolerance
-            row = {"truth_replication": int(r), "months": m, "truth": truth, "p5": d["paid_p5"], "p50": d["paid_p50"],
-                   "p95": d["paid_p95"], "covered": bool(inside),
-                   "width": d["paid_p95"] - d["paid_p5"], "prior_p5": d["prior_paid_p5"],
-                   "prior_p95": d["prior_paid_p95"], "beta": d["beta"], "ess": d["ess"]}
-            found = nc["assumptions"].drop_duplicates("group").set_index("group")
-            for group in groups:
-                value = drawn[(drawn["replication"] == r) & (drawn["group"] == group)]["value"].iloc[0]
-                row.update({f"{group}:truth": float(value), **{f"{group}:{c}": float(found.loc[group, c])
-                                                               for c in ("prior_p5", "prior_p95", "p5", "p50", "p95")}})
-            rows.append(row)
-            bar(1)
-    bar(None)
+    with progress_bar(progress, len(reps) * len(months), "nowcast: synthetic truths") as bar:
+        for r in reps:
+            for m in months:
+                observed = nowcast_module.observed_table(monthly[monthly["replication"] == r], m)
+                as_of = dt.date(year, m, calendar.monthrange(year, m)[1]).isoformat()
+                nc = nowcast_of(prior, observed, as_of, settings=settings, progress=False, lang=None, detail=False)
+                d = nc["domains"].set_index("domain").loc[domain]
+                truth = float(paid.get(r, 0.0))
+                tolerance = 1e-9 * max(abs(truth), 1.0)  # a truth at an interval's end (payments stopped) is inside
+                inside = d["paid_p5"] - tolerance <= truth <= d["paid_p95"] + tolerance
+                row = {"truth_replication": int(r), "months": m, "truth": truth, "p5": d["paid_p5"],
+                       "p50": d["paid_p50"], "p95": d["paid_p95"], "covered": bool(inside),
+                       "width": d["paid_p95"] - d["paid_p5"], "prior_p5": d["prior_paid_p5"],
+                       "prior_p95": d["prior_paid_p95"], "beta": d["beta"], "ess": d["ess"]}
+                found = nc["assumptions"].drop_duplicates("group").set_index("group")
+                for group in groups:
+                    value = drawn[(drawn["replication"] == r) & (drawn["group"] == group)]["value"].iloc[0]
+                    columns = ("prior_p5", "prior_p95", "p5", "p50", "p95")
+                    row.update({f"{group}:truth": float(value),
+                                **{f"{group}:{c}": float(found.loc[group, c]) for c in columns}})
+                rows.append(row)
+                bar(1)
     return pd.DataFrame(rows)

@@ -5,12 +5,29 @@ from __future__ import annotations
 from collections.abc import Callable
 
 
-def progress_bar(progress, total: int, label: str) -> Callable:
+class Bar:
+    """A progress callback (``bar(steps)``; ``bar(None)`` closes it) and a context manager that closes it on the
+    way out, also when the work fails (so a bar never prints after the error that ended its stage)."""
+
+    def __init__(self, update: Callable):
+        self.update = update
+
+    def __call__(self, step) -> None:
+        self.update(step)
+
+    def __enter__(self) -> Bar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.update(None)
+
+
+def progress_bar(progress, total: int, label: str) -> Bar:
     """A progress callback: a tqdm bar named after the stage, none, or the caller's own callable."""
     if callable(progress):
-        return lambda step: progress(step) if step is not None else None
+        return Bar(lambda step: progress(step) if step is not None else None)
     if not progress:
-        return lambda step: None
+        return Bar(lambda step: None)
     from tqdm.auto import tqdm
 
     bar = tqdm(total=total, unit="task", desc=label, dynamic_ncols=True)
@@ -25,4 +42,4 @@ def progress_bar(progress, total: int, label: str) -> Callable:
             bar.update(step)
         else:
             bar.update(step)
-    return update
+    return Bar(update)

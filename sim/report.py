@@ -797,16 +797,15 @@ def draw_figures(run: Run, lang: str, progress: bool | Callable = False,
     lang = language.check(lang)
     style()
     tables, draw = _figures(run, run.policy(), lang)
-    bar = progress_bar(progress, len(draw), f"5 report ({lang})")
     names = list(draw)
-    if side_by_side is not None and len(names) > 1:
-        pngs = dict(zip(names, side_by_side(_draw_png, draw, names, progress=bar), strict=True))
-    else:
-        pngs = {}
-        for name in names:
-            pngs[name] = _draw_png(draw, name)
-            bar(1)
-    bar(None)
+    with progress_bar(progress, len(draw), f"5 report ({lang})") as bar:
+        if side_by_side is not None and len(names) > 1:
+            pngs = dict(zip(names, side_by_side(_draw_png, draw, names, progress=bar), strict=True))
+        else:
+            pngs = {}
+            for name in names:
+                pngs[name] = _draw_png(draw, name)
+                bar(1)
     return tables, pngs
 
 

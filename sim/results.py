@@ -6,14 +6,18 @@ text files (the exact policy, population and process data the run used), sub-fol
 seed, replications, population size, package versions) and how long each stage took.  Timings live
 only in the manifest, never in a table, so identical runs give byte-identical tables.
 
-The folder is written under a temporary name next to the target (:class:`RunWriter`); the manifest is
-written last, with ``"complete": true``, and the folder is then renamed into place.  So an interrupted
+The folder is written under a temporary name next to the target (:class:`RunWriter`), reserved before any
+computation (:func:`reserve`: locked against a second writer, checked writable, stale staging folders of
+killed runs removed); the manifest is written last, with ``"complete": true``, and the folder is then
+renamed into place.  So an interrupted
 run never leaves a folder that looks complete, and :func:`load` refuses any folder without a complete
 manifest or with a damaged table.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
@@ -58,6 +62,9 @@ def check_target(out: str | Path, force: bool) -> Path:
     Called before any computation, so a mistake costs nothing.
     """
     out = Path(out)
+    blocking = next((p for p in out.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise FiscalsimError(f"{out}: {blocking} is a file, not a folder; choose another --out")
     if out.exists():
         if not force:
             raise FiscalsimError(f"{out}: already exists; choose another --out or pass --force to replace it")
@@ -67,16 +74,183 @@ def check_target(out: str | Path, force: bool) -> Path:
     return out
 
 
-class RunWriter:
-    """Write a run folder atomically: tables and files into a staging folder, the manifest last, then
-    rename.  Used as a context manager: on any error the staging folder is removed and nothing changes.
+STAGING, RETIRED, LOCK = ".partial-", ".old-", ".lock"  # hidden names beside a run folder: .NAME.partial-XXXX
+
+
+def _hidden(out: Path, kind: str) -> str:
+    return f".{out.name}{kind}"
+
+
+class Target:
+    """An output folder reserved for one writer, from the check before any computation to the rename.
+
+    Reserving (:func:`reserve`) checks the target (:func:`check_target`), creates its parent, takes an
+    exclusive lock (``.NAME.lock`` beside it, so a second run into the same folder refuses at once instead
+    of silently replacing the first), removes staging folders of earlier writers that were killed (their
+    lock is free), and creates this writer's own staging folder ``.NAME.partial-XXXX``: that proves the
+    location is writable (a read-only file system, a parent that is a file, no permission) before anything
+    is computed.  :meth:`need` then checks the free space for the folder's estimated size.  Leaving the
+    ``with`` block without :meth:`RunWriter.finish` removes the staging folder (and a parent it created).
     """
 
     def __init__(self, out: str | Path, force: bool = False):
-        self.out = check_target(out, force)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.staging = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.partial-", dir=self.out.parent))
-        self.staging.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who reads results
+        self.out, self.force = check_target(out, force), force
+        self.notes: list[str] = []  # what the reservation did that the user should hear of
+        self.created = _missing_parents(self.out.parent)
+        try:
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise FiscalsimError(f"{self.out}: cannot create its folder {self.out.parent} ({_reason(exc)}); "
+                                 "choose another --out") from None
+        self.lock = _Lock(self.out.parent / _hidden(self.out, LOCK))
+        try:
+            self.lock.acquire(self.out)
+            self.notes += remove_stale(self.out.parent, self.lock.path)
+            try:
+                self.staging = Path(tempfile.mkdtemp(prefix=_hidden(self.out, STAGING), dir=self.out.parent))
+                self.staging.chmod(0o755)  # mkdtemp makes it private; a run folder is for everyone who reads it
+            except OSError as exc:
+                raise FiscalsimError(f"{self.out}: cannot write in {self.out.parent} ({_reason(exc)}); choose "
+                                     "another --out") from None
+        except BaseException:
+            self.release()
+            raise
+
+    def need(self, size: int) -> None:
+        """Refuse, before any computation, a folder of about ``size`` bytes where less than that is free."""
+        free = shutil.disk_usage(self.staging).free
+        if free < size:
+            raise FiscalsimError(f"{self.out}: the run folder needs about {_mib(size)} and {self.out.parent} has "
+                                 f"{_mib(free)} free; free some space, choose another --out or run fewer "
+                                 "replications")
+
+    def release(self) -> None:
+        """Remove the staging folder (if still there), a parent folder the reservation created, the lock."""
+        staging = getattr(self, "staging", None)
+        if staging is not None and staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+        self.lock.release()
+        for folder in self.created:  # deepest first; only while empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+
+    def __enter__(self) -> Target:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def reserve(out: str | Path, force: bool = False) -> Target:
+    """The output folder ``out`` reserved for one writer (see :class:`Target`); use it as a context manager."""
+    return Target(out, force)
+
+
+class _Lock:
+    """An exclusive, non-blocking lock on a small file beside the target (flock: released by the system when
+    its holder dies, so a killed run never leaves the folder locked)."""
+
+    def __init__(self, path: Path):
+        self.path, self.handle = path, None
+
+    def acquire(self, out: Path) -> None:
+        while True:
+            try:
+                handle = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise FiscalsimError(f"{out}: cannot write in {out.parent} ({_reason(exc)}); choose another "
+                                     "--out") from None
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(handle, 64).decode(errors="replace").strip() or "?"
+                os.close(handle)
+                raise FiscalsimError(f"{out}: another fiscalsim run (pid {holder}) is writing this folder now; "
+                                     "wait for it to finish or choose another --out") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(handle).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:  # not a lock file its last holder removed while we opened it
+                os.ftruncate(handle, 0)
+                os.write(handle, str(os.getpid()).encode())
+                self.handle = handle
+                return
+            os.close(handle)
+
+    def release(self) -> None:
+        if self.handle is None:
+            return
+        with contextlib.suppress(OSError):
+            os.unlink(self.path)  # while still held: a writer that opened it meanwhile sees another inode
+        os.close(self.handle)
+        self.handle = None
+
+
+def remove_stale(parent: Path, own: Path | None = None) -> list[str]:
+    """Remove the staging and retired folders in ``parent`` whose writer is gone: its lock is free, or it is
+    ``own``, the lock this process holds before creating its own staging folder.  One note per folder."""
+    notes = []
+    try:
+        hidden = [p for p in parent.iterdir() if p.name.startswith(".") and p.is_dir()]
+    except OSError:
+        return notes
+    for path in hidden:
+        for kind in (STAGING, RETIRED):
+            name, found, _ = path.name[1:].rpartition(kind)
+            if not found or not name:
+                continue
+            lock = parent / f".{name}{LOCK}"
+            if (lock == own or _lock_free(lock)) and path.exists():
+                shutil.rmtree(path, ignore_errors=True)
+                notes.append(f"removed {path}, left by an earlier run that was interrupted")
+            break
+    return notes
+
+
+def _lock_free(path: Path) -> bool:
+    """Whether no other process holds the lock at ``path`` (a missing lock file is free)."""
+    try:
+        handle = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    try:
+        fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)  # fails while another process holds it exclusively
+        return True
+    except BlockingIOError:
+        return False
+    finally:
+        os.close(handle)  # closing drops the shared lock taken here; an exclusive lock of ours is unaffected
+
+
+def _missing_parents(folder: Path) -> list[Path]:
+    """The folders of ``folder``'s path that do not exist yet, deepest first."""
+    missing = []
+    for candidate in [folder, *folder.parents]:
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing.append(candidate)
+    return missing
+
+
+def _reason(exc: OSError) -> str:
+    return exc.strerror or type(exc).__name__
+
+
+def _mib(size: int) -> str:
+    return f"{size / 2**20:,.0f} MiB" if size < 2**30 else f"{size / 2**30:,.1f} GiB"
+
+
+class RunWriter:
+    """Write a run folder atomically into a reserved :class:`Target`: tables and files into its staging
+    folder, the manifest last, then rename.  Used as a context manager: on any error the staging folder is
+    removed and nothing changes.
+    """
+
+    def __init__(self, target: Target):
+        self.target, self.out, self.staging = target, target.out, target.staging
         self.tables: list[str] = []
 
     def __enter__(self) -> RunWriter:
@@ -104,13 +278,15 @@ class RunWriter:
                     "versions": package_versions(), "complete": True}
         (self.staging / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False, default=str),
                                              encoding="utf-8")
+        check_target(self.out, self.target.force)  # something else may have put a folder there meanwhile
         if self.out.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{self.out.name}.old-", dir=self.out.parent))
+            retired = Path(tempfile.mkdtemp(prefix=_hidden(self.out, RETIRED), dir=self.out.parent))
             os.replace(self.out, retired / self.out.name)
             os.replace(self.staging, self.out)
             shutil.rmtree(retired, ignore_errors=True)
         else:
             os.replace(self.staging, self.out)
+        self.target.created = []  # the parent now holds the run
         return self.out
 
 
@@ -118,7 +294,14 @@ def write_run(out: str | Path, tables: dict[str, pd.DataFrame], manifest: dict[s
               force: bool = False, files: dict[str, str | bytes] | None = None) -> Path:
     """Write ``tables`` (name -> DataFrame, as ``name.parquet``), ``files`` (name -> text or bytes) and the
     manifest atomically."""
-    with RunWriter(out, force) as writer:
+    with reserve(out, force) as target:
+        return write_into(target, tables, manifest, files)
+
+
+def write_into(target: Target, tables: dict[str, pd.DataFrame], manifest: dict[str, Any],
+               files: dict[str, str | bytes] | None = None) -> Path:
+    """:func:`write_run` into a folder reserved earlier (before the computation that made the tables)."""
+    with RunWriter(target) as writer:
         for name, table in tables.items():
             writer.table(name, table)
         for name, content in (files or {}).items():

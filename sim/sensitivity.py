@@ -283,9 +283,8 @@ def analyse(drawn: assumptions_module.Drawn, policy, spec, seed: int, base_sampl
     populations, representative = shared_draws(rows[:, :k], replications, kind, groups)
     populations.sort(key=lambda rows_: int(replications[rows_[0]]))  # a base row beside its variants: blocks reused
     fused.warm(fused.compile_rules(policy))
-    bar = progress_bar(progress, len(populations), "4 sensitivity (Sobol)")
-    results = executor.map(evaluate_population, job, populations, progress=bar)
-    bar(None)
+    with progress_bar(progress, len(populations), "4 sensitivity (Sobol)") as bar:
+        results = executor.map(evaluate_population, job, populations, progress=bar)
     found_claims = {row: value for rows_, values in zip(populations, results, strict=True)
                     for row, value in zip(rows_, values, strict=True)}
     claims = np.array([found_claims[r] for r in representative])

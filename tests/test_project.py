@@ -22,9 +22,13 @@ def test_readme_opens_with_the_two_commands():
     assert 'pip install -e ".[dev]"' in second and "pytest" in second
 
 
-def test_ci_runs_exactly_the_readme_test_command():
+def test_ci_runs_both_readme_commands_in_fresh_environments():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
-    assert readme_commands()[1] in ci.splitlines()
+    first, second = readme_commands()[:2]
+    # .ci/run reads the two commands from the README and refuses to go on unless they are these
+    assert f"[ \"$first\" = '{first}' ]" in ci and f"[ \"$second\" = '{second}' ]" in ci
+    assert 'bash -c "$small"' in ci and 'bash -c "$second"' in ci  # run as written (the first at a small size)
+    assert ci.count('fresh "$work/venv-') == 2 and '"$python" -m venv "$1"' in ci  # each in a new environment
     assert "set -euo pipefail" in ci
 
 
