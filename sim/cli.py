@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -730,10 +732,23 @@ def _stdout_open() -> bool:
     return not any(events & (select.POLLERR | select.POLLHUP) for _, events in poller.poll(0))
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (a BaseException, so that no ``except Exception`` on the way holds it up)."""
+
+
+def _terminate(signum, frame):
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     try:
         return args.func(args)
+    except Terminated:  # `kill PID`: like Ctrl-C, the workers are ended and the staging folder removed
+        print("terminated: nothing was written", file=sys.stderr)
+        return 143
     except WorkerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return WORKER_FAILED
@@ -754,6 +769,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exception as exc:  # noqa: BLE001 - a fault of fiscalsim itself: one line and a log, not a traceback
         return _internal_error(exc, argv)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":  # pragma: no cover

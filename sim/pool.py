@@ -60,6 +60,7 @@ def _serve(conn, task: Callable, shared: Any, initializer: Callable | None, inhe
     """A worker's life: start up, then run each run of items sent to it until told to stop (None) or its
     parent goes away (the pipe closes)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler (sim.cli) is not the worker's
     for other in inherited:  # the parent's ends of other workers' pipes, copied by fork: close them so that
         other.close()  # those workers see their pipe close when the parent goes away
     try:

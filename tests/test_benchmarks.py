@@ -79,3 +79,11 @@ def test_benchmark_suite_runs_quick(tmp_path):
     results = main(["--quick", "--json", str(tmp_path / "all.json")])
     assert results["kernels"]["20000"]["fused"][0] > 0 and results["generator"]["ratio"] > 0
     assert (tmp_path / "all.json").exists()
+
+
+def test_bench_sizing_runs_tiny(tmp_path):
+    from benchmarks import bench_sizing
+
+    [row] = bench_sizing.main(["--replications", "5", "--json", str(tmp_path / "s.json")])
+    assert row["replications"] == 5 and row["disk_mib"] > 0 and row["estimated_memory_mib"] > 0
+    assert row["disk_mib"] <= row["estimated_disk_mib"]  # the free-space check asks for at least what is written

@@ -155,16 +155,23 @@ def test_a_worker_killed_mid_run_ends_it_within_seconds(tmp_path, running):
     assert not any(alive(pid) for pid in workers)  # the other worker was ended, not orphaned
 
 
-def test_ctrl_c_ends_a_run_cleanly(tmp_path, running):
+@pytest.mark.parametrize("how, code_, said", [
+    ("ctrl-c", 130, "interrupted: nothing was written"),  # SIGINT to the whole group, as a terminal sends it
+    ("kill", 143, "terminated: nothing was written"),  # SIGTERM to the main process (`kill PID`)
+])
+def test_ctrl_c_or_kill_ends_a_run_cleanly(tmp_path, running, how, code_, said):
     out = tmp_path / "run"
     run = running(["run", "-r", "300", "--out", str(out)])
     run.wait_for(BAR)
     workers = run.wait_for_workers(2)
     time.sleep(0.5)
-    os.killpg(run.proc.pid, signal.SIGINT)  # what the terminal sends the whole group on Ctrl-C
+    if how == "ctrl-c":
+        os.killpg(run.proc.pid, signal.SIGINT)
+    else:
+        os.kill(run.proc.pid, signal.SIGTERM)
     code, seconds = run.ended()
-    assert code == 130, run.stderr
-    assert last_line(run.stderr) == "interrupted: nothing was written"
+    assert code == code_, run.stderr
+    assert last_line(run.stderr) == said
     assert "Traceback" not in run.stderr
     nothing_loads(out)
     assert not any(alive(pid) for pid in workers)
