@@ -324,7 +324,7 @@ def subline_rows(data: ClaimsInput, width: int) -> RowBlock | None:
 
 
 def spending_floor_rows(data: ClaimsInput, offset: int, width: int) -> RowBlock | None:
-    """A field's share of all spending (article 47: two thirds for livelihood) kept when budgets b (at
+    """A field's share of all spending (two thirds for livelihood in section 六's preamble) kept when budgets b (at
     ``offset``) replace the plan B: share x sum(b - B) - (b_f - B_f) <= margin, i.e. the domain gives up at
     most its margin, and every extra 萬元 elsewhere needs ``share`` of it in the domain."""
     if not data.spending_floors:
@@ -453,7 +453,7 @@ def build_reallocation(data: ClaimsInput, envelope: float | None = None) -> Line
 
     Variables: budgets b, shortfalls s, increases p and decreases m (b = B + p - m).
     Minimise sum(s) + 1e-6 sum(p + m) subject to claims_d - b_d <= s_d and sum(b) = envelope, and the
-    spending floors (article 47's two thirds for livelihood, :func:`spending_floor_rows`).
+    spending floors (section 六's two thirds for livelihood, :func:`spending_floor_rows`).
     """
     start = time.perf_counter()
     k = len(data.domains)

@@ -17,7 +17,7 @@ claims at full intensity.  Choosing the intensities under a risk limit is theref
 where the budget lines are the domains (each replication's claims budget ``B_sd``, which is itself an
 assumption drawn per replication) and the stated sub-lines rules are paid from, ``tol_l`` is a share of
 the line's budget, and ``delta`` (with ``reallocate``) moves claims budget between domains, the total
-unchanged, each domain's budget kept at least at its spending floor (article 47's two-thirds rule, as
+unchanged, each domain's budget kept at least at its spending floor (the text's two-thirds rule for livelihood, as
 data in the model).  Pairs (line, replication) whose claims stay within budget at the highest intensities
 cannot fall short and get no rows (an exact reduction).  The optional objective ``minimax`` minimises the
 largest cut relative to the maximum instead (ties broken by expected support).
@@ -244,7 +244,7 @@ def cvar_rows(data: DesignInput, layout: Layout, level: float) -> RowBlock:
 
 def reallocation_rows(data: DesignInput, layout: Layout) -> tuple[RowBlock, RowBlock | None]:
     """sum_d delta_d = 0 (the total claims budget unchanged), and -delta_d <= the most domain d may give up
-    under a spending floor (article 47's two-thirds rule)."""
+    under a spending floor (the text's two-thirds rule for livelihood)."""
     k = len(data.domains)
     row = np.zeros(layout.width)
     row[layout.delta0:layout.delta0 + k] = 1.0

@@ -298,8 +298,9 @@ def years_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
                                    progress=ctx.progress, label=f"1 population and awards {s.years[k]}",
                                    drawn=ctx.drawn, keep_rules=kept_rules, year=k, growth=values)
             _check_finite(fresh.rules)
-            later.append(fresh.rules)
-            later_claims.append(fresh.claims)
+            gone = years_module.ended(ctx.policy, s.years[k])
+            later.append(_without_rules(fresh.rules, [ctx.policy.rule_ids[i] for i in gone]))
+            later_claims.append([_without_claims(c, gone) for c in fresh.claims])
             later_kept.append(fresh.kept)
         share = {r.id: float(r.district_share.value) for r in ctx.policy.rules}
         sources = dict(zip(years_module.sources(model), kept_rules))  # rule id -> its index
@@ -320,6 +321,23 @@ def years_stage(ctx: Context, result: montecarlo.MonteCarloResult) -> None:
             years_numbers=model.table())
         ctx.year_claims = [_year_claims(ctx, r, result.claims[r], [c[r] for c in later_claims], carried[r])
                            for r in range(s.process_count)]
+
+
+def _without_rules(rules: pd.DataFrame, gone: list[str]) -> pd.DataFrame:
+    """A year's rules table with the money and claimants of the rules ``gone`` (their period over) set to 0."""
+    if not gone:
+        return rules
+    out = rules.copy()
+    over = out["rule"].isin(gone).to_numpy()
+    for column in ("award", "district", "claimants"):
+        out.loc[over, column] = 0
+    return out
+
+
+def _without_claims(claims: montecarlo.Claims, gone: tuple[int, ...]) -> montecarlo.Claims:
+    """A replication's claims less those of the rules (indices) ``gone``."""
+    keep = ~np.isin(claims.rule, gone)
+    return claims if keep.all() else montecarlo.Claims(claims.rule[keep], claims.amount[keep])
 
 
 def _factors(ctx: Context) -> dict[str, np.ndarray]:

@@ -13,6 +13,7 @@ them open (``assumed = true`` with the reason).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import re
@@ -53,7 +54,7 @@ COMPARISONS = ("at_least", "at_most", "about")  # how a target's value is read
 # Fields every rule takes, whatever its kind; a kind adds its numbers, tiers and tier base (sim.kinds).
 _RULE_COMMON = {
     "id", "article", "name_en", "kind", "claimant", "domain", "subline", "recurrence", "base",
-    "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note", "latitude",
+    "eligibility", "district_share", "intensity", "priority", "quote", "judgement", "note", "latitude", "valid",
 }
 _KIND_KEYS = set(kinds.all_numbers()) | {"tiers", "tier_base"}
 
@@ -77,6 +78,19 @@ class Latitude:
     word: str
     floor: float
     why: str
+
+
+@dataclass(frozen=True)
+class Validity:
+    """The period a rule's text dates it to (「對2024年一季度參加國際專業展會…」), against the package's own
+    validity clause (its year): ``until`` the last day (ISO date), ``quote`` the words that date it."""
+
+    until: str
+    quote: str
+
+    def ended_before(self, year: int) -> bool:
+        """Whether the rule's period is over before 1 January of ``year`` (no new claims from that year on)."""
+        return int(self.until[:4]) < year
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,7 @@ class Rule:
     judgement: str = ""
     note: str = ""
     latitude: Latitude | None = None  # None: the text fixes the award level
+    valid: Validity | None = None  # None: the package's own period of validity
 
     def number(self, name: str) -> Param | None:
         """One of the kind's numbers (``rate``, ``cap``, ``threshold``, ``amount``, ...), None if absent."""
@@ -214,10 +229,11 @@ class Progress:
 
 @dataclass(frozen=True)
 class SpendingFloor:
-    """A share of all general-budget spending the text reserves for one domain's field (article 47's
-    「一般公共預算支出三分之二用于民生領域」).  ``margin`` is how far the year's plan lies above the floor
-    (萬元): the most of the domain's budget a reallocation may take away while the total is unchanged; a
-    change of the total by T moves the floor by ``share`` x T."""
+    """A share of all general-budget spending the text reserves for one domain's field (e.g. the preamble of a
+    section: 「2024年,確保一般公共預算支出三分之二用于民生領域」).  ``section`` is the heading of the text's
+    section that states it (verbatim), since such a floor is often in no article.  ``margin`` is how far the
+    year's plan lies above the floor (萬元): the most of the domain's budget a reallocation may take away while
+    the total is unchanged; a change of the total by T moves the floor by ``share`` x T."""
 
     id: str
     domain: str
@@ -226,6 +242,7 @@ class SpendingFloor:
     expenditure_source: str
     margin: Param
     quote: str
+    section: str = ""
 
 
 @dataclass(frozen=True)
@@ -592,7 +609,7 @@ def _spending_floors(raw: list, domain_keys: set[str], source_text: str, problem
     out = []
     for i, value in enumerate(raw):
         t = Table(value, f"spending floor {value.get('id', i + 1) if isinstance(value, dict) else i + 1}", problems,
-                  allowed={"id", "domain", "share", "expenditure", "expenditure_source", "margin", "quote"})
+                  allowed={"id", "domain", "share", "expenditure", "expenditure_source", "margin", "quote", "section"})
         domain = t.str("domain")
         if domain and domain not in domain_keys:
             problems.add(t.where, f"unknown domain {domain!r} (known: {', '.join(sorted(domain_keys))})")
@@ -601,9 +618,14 @@ def _spending_floors(raw: list, domain_keys: set[str], source_text: str, problem
         margin = t.param("margin")
         check_range(problems, t.where, "margin", margin, 0.0, MONEY_CEILING)
         quote = verbatim_quote(t, source_text)
+        section = t.str("section")
+        if section and source_text and not (section in source_text
+                                            and source_text.find(quote, source_text.find(section)) >= 0):
+            problems.add(t.where, "section must be the heading of the text's section that states the quote, copied "
+                         "verbatim (the quote must follow it)")
         out.append(SpendingFloor(t.str("id"), domain, share.value if share else 0.0,
                                  t.number("expenditure", low=0.0, high=MONEY_CEILING) or 0.0,
-                                 t.str("expenditure_source"), margin or Param(0.0), quote))
+                                 t.str("expenditure_source"), margin or Param(0.0), quote, section))
     return out
 
 
@@ -827,7 +849,25 @@ def _rule(value: Any, i: int, ctx: _RuleContext) -> Rule:
         **identity, name_en=t.str("name_en"), base=base, quote=quote, numbers=FrozenMap(_rule_numbers(t, kind)),
         tier_base=tier_base, tiers=tiers, eligibility=_rule_conditions(t, ctx, identity["claimant"]), **common,
         judgement=t.str("judgement", required=False), note=t.str("note", required=False), latitude=latitude,
+        valid=_rule_validity(t, ctx.source_text),
     )
+
+
+def _rule_validity(t: Table, source_text: str) -> Validity | None:
+    """A rule's ``valid = { until = "2024-03-31", quote = "對2024年一季度..." }``: a date, and the words of the
+    text that set it (verbatim)."""
+    if t.data.get("valid") is None:
+        return None
+    vt = Table(t.data["valid"], f"{t.where}, valid", t.problems, allowed={"until", "quote"})
+    if not vt.is_table:
+        return None
+    until, quote = vt.str("until"), verbatim_quote(vt, source_text)
+    try:
+        dt.date.fromisoformat(until)
+    except ValueError:
+        t.problems.add(vt.where, f"until must be a date as YYYY-MM-DD, got {until!r}")
+        return None
+    return Validity(until, quote)
 
 
 def _rule_latitude(t: Table, quote: str) -> Latitude | None:
@@ -842,7 +882,17 @@ def _rule_latitude(t: Table, quote: str) -> Latitude | None:
     if word and quote and word not in quote:
         t.problems.add(lt.where, f"word {word!r} is not in the rule's quote; quote the wording that leaves the "
                        "award level open (「最高」, 「不超過」, 「一定比例」, ...)")
+    if word in NOT_LATITUDE:
+        t.problems.add(lt.where, f"word {word!r} {NOT_LATITUDE[word]}: it leaves no award level open, so the rule has "
+                       "no latitude; remove it (an unprinted level stays an assumption: assumed = true with a range)")
     return Latitude(word, 0.0 if floor is None else floor, why)
+
+
+# Words of a rule's text that read like discretion but are not: the award follows a standard once verified.
+NOT_LATITUDE = {"經核定": "means verified (the level follows the standard the text cites)",
+                "核定": "means verified (the level follows the standard the text cites)",
+                "經認定": "means recognised (a condition, not a level)",
+                "經審核": "means reviewed (a condition, not a level)"}
 
 
 def _rules(raw: list, articles: list[Article], domains: list[Domain],

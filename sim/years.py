@@ -19,7 +19,9 @@ What a run computes, per replication and year (every sum in float64):
   ``entrants``; the others are already carried), and a rule that follows another has no new awards once
   the claimants of its source rule can reach it;
 - **commitments**: each claimant of a term rule in year t is paid the same award again in year t + j
-  (j < ``years``) if it still qualifies, each year independently with probability ``survival``; a follower
+  (j < ``years`` less the years of its term already paid; every year for ``no_end``) if it still qualifies,
+  each year independently with probability ``survival``; of the first year's claimants only the entrants
+  start a term, the others carry one from before the horizon (:func:`term_year`); a follower
   rule pays its (fixed) award in year t + ``after`` to the source rule's claimants of year t that still
   qualify.  So N claimants of a three-year rule of amount a leave N s a in year 2 and N s^2 a in year 3
   in expectation.
@@ -76,17 +78,19 @@ class Continuation:
 
 @dataclass(frozen=True)
 class Term:
-    """How a rule's award carries into later years: ``years`` of payments, or one payment ``after`` years to
-    the claimants of the rule it ``follows``; later payments while the claimant ``continues``."""
+    """How a rule's award carries into later years: ``years`` of payments (None: every year, the text sets no
+    end), or one payment ``after`` years to the claimants of the rule it ``follows``; later payments while the
+    claimant ``continues``."""
 
     rule: str
     continues: str
     quote: str
     why: str
-    years: int = 1
+    years: int | None = 1
     entrants: Param | None = None
     follows: str | None = None
     after: int = 0
+    cumulative: bool = False  # the rule's cap holds for a claimant over all years together
 
 
 @dataclass(frozen=True)
@@ -237,6 +241,24 @@ def _check_uncertain_range(problems: Problems, where: str, key: str, p: Param | 
         problems.add(where, f"the range of {key} [{u.low:g}, {u.high:g}] must lie within [{low:g}, {high:g}]")
 
 
+def _cumulative_term(t: Table, rule, quote: str, problems: Problems) -> Term | None:
+    """``cumulative_cap = true``: the rule's cap holds for a claimant over all years (「累計最高不超過」)."""
+    where = t.where
+    if t.data["cumulative_cap"] is not True:
+        problems.add(where, "cumulative_cap must be true (the rule's cap then holds over all years together)")
+    if rule.number("cap") is None:
+        problems.add(where, f"cumulative_cap needs a rule with a cap; {rule.id} has none")
+    for key in ("years", "no_end", "follows", "after", "continues"):
+        if key in t.data:
+            problems.add(where, f"{key} does not go with cumulative_cap")
+    entrants = t.param("entrants")
+    check_range(problems, where, "entrants", entrants, 0.0, 1.0)
+    _check_uncertain_range(problems, where, "entrants", entrants, 0.0, 1.0)
+    if entrants is None or rule.number("cap") is None:
+        return None
+    return Term(rule.id, "", quote, t.str("why"), years=None, entrants=entrants, cumulative=True)
+
+
 def _terms(raw: Any, policy: Policy, continuations: Mapping[str, Continuation], source: str,
            problems: Problems) -> dict[str, Term]:
     if not isinstance(raw, dict):
@@ -245,33 +267,41 @@ def _terms(raw: Any, policy: Policy, continuations: Mapping[str, Continuation], 
     terms = {}
     for rule_id, value in raw.items():
         where = f"[terms.{rule_id}]"
-        t = Table(value, where, problems, allowed={"years", "follows", "after", "continues", "quote", "why",
-                                                   "entrants"})
+        t = Table(value, where, problems, allowed={"years", "no_end", "follows", "after", "continues", "quote",
+                                                   "why", "entrants", "cumulative_cap"})
         if rule_id not in policy.rule_ids:
             problems.add(where, f"no rule {rule_id!r} in the policy; rules: {', '.join(policy.rule_ids)}")
             continue
         rule = policy.rule(rule_id)
         quote = verbatim_quote(t, source)
+        if "cumulative_cap" in t.data:
+            term = _cumulative_term(t, rule, quote, problems)
+            if term is not None:
+                terms[rule_id] = term
+            continue
         continues = t.str("continues")
         if continues and continues not in continuations:
             problems.add(where, f"continues = {continues!r} is not in [continuations] (known: "
                          f"{', '.join(sorted(continuations)) or 'none'})")
         why = t.str("why")
-        if ("years" in t.data) == ("follows" in t.data):
-            problems.add(where, "give either years = N (the award is paid N years) or follows = \"rule\" with "
-                         "after = N (paid once, N years after the other rule's award), not both or neither")
+        if ("years" in t.data) + ("no_end" in t.data) + ("follows" in t.data) != 1:
+            problems.add(where, "give one of years = N (the award is paid N years), no_end = true (paid every year "
+                         "while the claimant qualifies: the text sets no end) or follows = \"rule\" with after = N "
+                         "(paid once, N years after the other rule's award)")
             continue
-        if "years" in t.data:
-            years = t.int("years")
+        if "years" in t.data or "no_end" in t.data:
+            years = t.int("years") if "years" in t.data else None
             if years is not None and not 2 <= years <= MAX_YEARS:
                 problems.add(where, f"years must be 2-{MAX_YEARS} (a one-year award needs no term), got {years}")
+            if "no_end" in t.data and t.data["no_end"] is not True:
+                problems.add(where, "no_end must be true (or give years = N instead)")
             entrants = t.param("entrants")
             check_range(problems, where, "entrants", entrants, 0.0, 1.0)
             _check_uncertain_range(problems, where, "entrants", entrants, 0.0, 1.0)
             for key in ("after",):
                 if key in t.data:
                     problems.add(where, f"{key} goes with follows, not with years")
-            if years is not None and entrants is not None:
+            if entrants is not None and (years is not None or t.data.get("no_end") is True):
                 terms[rule_id] = Term(rule_id, continues, quote, why, years=years, entrants=entrants)
             continue
         follows = t.str("follows")
@@ -443,6 +473,14 @@ def carry(model: YearsModel, policy: Policy, cohorts: Sequence[Mapping[str, Coho
             claims[year][1].append(district)
 
     for rule, term in model.terms.items():
+        if term.cumulative:
+            cap = float(policy.rule(rule).number("cap").value) * float(policy.rule(rule).intensity.value)
+            entrants = values.of(f"terms.{rule}.entrants", replication)
+            for grant, award in enumerate(capped_over_years([cohorts[k][rule].award for k in range(horizon)], cap,
+                                                            entrants, seed, replication, index[rule])):
+                paid = award[award > 0]  # a returning family with nothing left of the cap claims nothing
+                add(grant, rule, "new", grant, paid, paid * share[rule])
+            continue
         survival = values.of(f"continuations.{term.continues}.survival", replication)
         if term.follows is not None:
             amount = float(policy.rule(rule).number("amount").value) * float(policy.rule(rule).intensity.value)
@@ -465,12 +503,79 @@ def carry(model: YearsModel, policy: Policy, cohorts: Sequence[Mapping[str, Coho
             if grant > 0:
                 new = _rng(seed, replication, index[rule], grant, 1).random(len(c.award)) < entrants
             add(grant, rule, "new", grant, c.award[new], c.district[new])
+            if term.years is None:  # paid every year while the claimant qualifies
+                left, last = np.full(len(c.award), horizon), horizon
+            else:
+                rng = _rng(seed, replication, index[rule], grant, 3)
+                left = term.years - term_year(len(c.award), term.years, entrants, survival, rng, first=grant == 0)
+                last = min(grant + term.years, horizon)
             alive = new
             rng = _rng(seed, replication, index[rule], grant, 2)
-            for year in range(grant + 1, min(grant + term.years, horizon)):
+            for year in range(grant + 1, last):
                 alive = survivors(alive, survival, rng)
-                add(year, rule, "commitment", grant, c.award[alive], c.district[alive])
+                due = alive & (left >= year - grant)
+                add(year, rule, "commitment", grant, c.award[due], c.district[due])
     return Carried(rows, claims)
+
+
+def capped_over_years(awards: Sequence[np.ndarray], cap: float, entrants: float, seed: int, replication: int,
+                      rule: int) -> list[np.ndarray]:
+    """Each year's awards of a rule whose cap holds over all years (「累計最高不超過1萬元」).
+
+    ``awards[k]``: the year-k claimants' awards as that year's draw gives them (each capped on its own).  The
+    first year's claimants start afresh.  In a later year each claimant is new with probability ``entrants``;
+    the others return: each is one of the earlier claimants (drawn without replacement; any beyond their number
+    count as new) and is paid at most what that claimant has left of the cap.
+
+    >>> year0, year1 = np.full(4, 0.4), np.full(4, 1.0)
+    >>> [a.tolist() for a in capped_over_years([year0, year1, year1], 1.0, 0.0, 1, 0, 0)]
+    [[0.4, 0.4, 0.4, 0.4], [0.6, 0.6, 0.6, 0.6], [0.0, 0.0, 0.0, 0.0]]
+    """
+    out, used = [], np.zeros(0)  # used: each claimant so far, what it has been paid in all
+    for k, award in enumerate(awards):
+        paid = np.array(award, dtype=float)
+        if k > 0 and len(paid):
+            rng = _rng(seed, replication, rule, k, 4)
+            back = np.flatnonzero(rng.random(len(paid)) >= entrants)[:len(used)]
+            who = rng.choice(len(used), size=len(back), replace=False)
+            paid[back] = np.minimum(paid[back], np.maximum(cap - used[who], 0.0))
+            used[who] += paid[back]
+            fresh = np.ones(len(paid), dtype=bool)
+            fresh[back] = False
+            used = np.concatenate([used, paid[fresh]])
+        elif len(paid):
+            used = np.concatenate([used, paid])
+        out.append(paid)
+    return out
+
+
+def term_year(n: int, years: int, entrants: float, survival: float, rng: np.random.Generator,
+              first: bool) -> np.ndarray:
+    """Which year (1 .. ``years``) of its term each of ``n`` claimants is in.
+
+    A later year's claimants that start a term are its entrants (year 1).  The first year's claimants are the
+    population model's draw of everyone who claims that year: the share ``entrants`` of them start a term, the
+    others carry one from before the horizon, in year j = 2 .. ``years`` with weights survival^(j - 2) (of
+    the firms that started a term j - 1 years before, those still qualifying).  So of the first year's
+    claimants a share e + (1 - e) / (1 + s + ... + s^(years - 2)) is still due a payment in the second year.
+
+    >>> term_year(8, 3, 1.0, 0.7, np.random.default_rng(0), first=True).tolist()
+    [1, 1, 1, 1, 1, 1, 1, 1]
+    >>> sorted(set(term_year(1000, 3, 0.35, 0.7, np.random.default_rng(0), first=True).tolist()))
+    [1, 2, 3]
+    """
+    if not first:
+        return np.ones(n, dtype=np.int64)
+    u = rng.random(n)
+    later = survival ** np.arange(years - 1, dtype=float)  # years 2 .. years
+    bounds = entrants + (1.0 - entrants) * np.cumsum(later) / later.sum()
+    return 1 + (u >= entrants) + np.searchsorted(bounds[:-1], u, side="right") * (u >= entrants)
+
+
+def ended(policy: Policy, year: int) -> tuple[int, ...]:
+    """Indices of the rules whose text dates them to a period over before ``year`` (「對2024年一季度…」): a
+    renewed package has no new awards of them in that year, since the validity clause excepts dated items."""
+    return tuple(i for i, rule in enumerate(policy.rules) if rule.valid is not None and rule.valid.ended_before(year))
 
 
 def sources(model: YearsModel) -> tuple[str, ...]:

@@ -136,8 +136,8 @@ CASES = {
         TEXT.replace('id = "livelihood-two-thirds"\ndomain = "livelihood"', 'id = "livelihood-two-thirds"\ndomain = "welfare"'),
         "spending floor livelihood-two-thirds: unknown domain 'welfare'"),
     "spending floor quote not verbatim": (
-        TEXT.replace('quote = "確保一般公共預算支出三分之二用于民生領域"\n\n# Quantified',
-                     'quote = "確保一般公共預算支出四分之三用于民生領域"\n\n# Quantified'),
+        TEXT.replace('quote = "確保一般公共預算支出三分之二用于民生領域"\nsection = ',
+                     'quote = "確保一般公共預算支出四分之三用于民生領域"\nsection = '),
         "spending floor livelihood-two-thirds: quote is not found verbatim"),
     "tiered rule with an empty tier list": (
         in_rule("a16-incubator-rating", "tiers = [{ at = 4, amount = 20 }, { at = 5, amount = 30 }]", "tiers = []"),

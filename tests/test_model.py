@@ -116,3 +116,40 @@ def test_articles_keep_every_responsible_unit_in_order():
     five = policy.article(5)
     assert five.lead == five.responsible[0] == "區發改局" and five.responsible[-1] == "濱江供電分公司"
     assert len(five.responsible) == 11
+
+
+def test_the_two_thirds_floor_is_the_preamble_of_section_six_not_article_47(tmp_path):
+    # Issue 30, item 5: 「2024年,確保一般公共預算支出三分之二用于民生領域」 stands before article 47, in section 六's preamble.
+    from pathlib import Path
+
+    from sim.errors import PolicyError
+    from tests.models import model_copy
+
+    [floor] = POLICY.spending_floors
+    assert floor.section == "六、保障和改善民生政策(由區人力社保局牽頭實施)"
+    assert SOURCE.index(floor.section) < SOURCE.index(floor.quote) < SOURCE.index("(四十七)")
+    root = Path(__file__).resolve().parents[1]
+    for path in [*sorted((root / "sim").glob("*.py")), root / "README.md", root / "models" / "README.md"]:
+        assert not re.search(r"article 47('s)? (two|2)", path.read_text(encoding="utf-8"), re.I), path
+    folder = model_copy(tmp_path, source=root / "models" / "binjiang-2024", edits={"policy.toml": (
+        'section = "六、保障和改善民生政策(由區人力社保局牽頭實施)"', 'section = "七、其他"')})
+    with pytest.raises(PolicyError, match="section must be the heading of the text's section that states the quote"):
+        sim.policy.load(folder)
+
+
+def test_verified_is_not_latitude(tmp_path):
+    # Issue 30, item 2: 「依照補助標準,經核定給予」: the level follows the cited standard; 經核定 is verification.
+    from pathlib import Path
+
+    from sim.errors import PolicyError
+    from tests.models import model_copy
+
+    rule = POLICY.rule("a36-cultural-venue")
+    assert rule.latitude is None and rule.number("amount").assumed
+    root = Path(__file__).resolve().parents[1]
+    old = ('judgement = "「經核定」 is verification, not latitude: the level follows the standard the text cites '
+           '(unprinted, so assumed), and the design may not lower it."')
+    folder = model_copy(tmp_path, source=root / "models" / "binjiang-2024", edits={"policy.toml": (
+        old, 'latitude = { word = "經核定", floor = 0.5, why = "x" }')})
+    with pytest.raises(PolicyError, match="word '經核定' means verified .*: it leaves no award level open"):
+        sim.policy.load(folder)

@@ -97,6 +97,37 @@ def test_cohort_of_the_rent_subsidy_with_its_cap():
     _within_3se(by_year[2].to_numpy(), survival ** 2 * total)
 
 
+def test_only_the_first_years_entrants_start_a_full_rent_subsidy_term():
+    # Issue 30, item 3: of 2024's incubated claimants only the entrants start a three-year term; the others are in
+    # its second or third year (weights 1 : s).  Closed form per claimant: due in 2025 with probability
+    # (e + (1 - e) / (1 + s)) s, in 2026 with probability e s^2.
+    rule, n, entrants, survival, reps = "a16-incubated-rent", 400, 0.35, 0.7, 300
+    first = {x: (np.zeros(0), np.zeros(0)) for x in years.sources(YEARS)}
+    first[rule] = (np.ones(n), np.full(n, SHARE[rule]))
+    rows = []
+    for r in range(reps):
+        carried = years.carry(YEARS, POLICY, _cohorts(3, first), _values(survival, entrants), seed=7, replication=r,
+                              share=SHARE)
+        rows += [{**row, "replication": r} for row in carried.rows if row["origin"] == "commitment"
+                 and row["rule"] == rule and row["grant"] == 0]
+    by_year = pd.DataFrame(rows).pivot_table(index="replication", columns="year", values="claimants", aggfunc="sum")
+    _within_3se(by_year[1].to_numpy(), n * (entrants + (1 - entrants) / (1 + survival)) * survival)
+    _within_3se(by_year[2].to_numpy(), n * entrants * survival ** 2)
+
+
+def test_proof_of_concept_support_has_no_end():
+    # Issue 30, item 6: 「每年給予最高500萬元補助」 sets no end: the term is every year, not an unmarked three.
+    term = YEARS.terms["a15-poc-centre-performance"]
+    assert term.years is None and "years" not in RAW["terms"]["a15-poc-centre-performance"]
+    assert RAW["terms"]["a15-poc-centre-performance"]["no_end"] is True
+    first = {x: (np.zeros(0), np.zeros(0)) for x in years.sources(YEARS)}
+    first["a15-poc-centre-performance"] = (np.full(5, 500.0), np.full(5, 500.0))
+    carried = years.carry(YEARS, POLICY, _cohorts(5, first), _values(1.0, 0.35), seed=1, replication=0, share=SHARE)
+    due = {row["year"]: row["claimants"] for row in carried.rows
+           if row["rule"] == "a15-poc-centre-performance" and row["origin"] == "commitment" and row["grant"] == 0}
+    assert due == {1: 5, 2: 5, 3: 5, 4: 5}  # every later year of a five-year horizon, nobody dropping out
+
+
 def test_above_size_award_falls_due_after_two_more_years_to_the_firms_still_above_size():
     source, rule = "a28-first-above-size", "a28-above-size-three-years"
     n, survival = 200, 0.8
@@ -119,7 +150,7 @@ def test_later_years_new_awards_of_a_term_rule_are_its_entrants_only():
                if row["rule"] == rule and row["origin"] == "new" and row["year"] == 1) for r in range(50)]
     assert abs(np.mean(new) - 300) <= 3 * math.sqrt(1000 * 0.3 * 0.7 / 50)
     assert years.replaced(YEARS, 0) == set()
-    assert years.replaced(YEARS, 1) == {"a16-incubated-rent", "a15-poc-centre-performance"}
+    assert years.replaced(YEARS, 1) == {"a16-incubated-rent", "a15-poc-centre-performance", "a49-assisted-reproduction"}
     assert "a28-above-size-three-years" in years.replaced(YEARS, 2)
 
 
@@ -252,7 +283,7 @@ def _years_problem(tmp_path, change) -> str:
     (lambda d: d["terms"].update({"a99-nothing": {"years": 2, "continues": "incubated", "quote": "x", "why": "y"}}),
      ["[terms.a99-nothing]", "no rule 'a99-nothing'"]),
     (lambda d: d["terms"]["a16-incubated-rent"].update(quote="給予五年房租補貼"), ["not found verbatim"]),
-    (lambda d: d["terms"]["a16-incubated-rent"].update(follows="a28-first-above-size"), ["not both or neither"]),
+    (lambda d: d["terms"]["a16-incubated-rent"].update(follows="a28-first-above-size"), ["give one of years = N"]),
     (lambda d: d["terms"]["a16-incubated-rent"].update(continues="nowhere"), ["continues = 'nowhere'"]),
     (lambda d: d["continuations"]["incubated"].update(survival=1.4), ["survival must be <= 1"]),
     (lambda d: d["terms"].update({"a16-incubated-rent": {"follows": "a28-first-above-size", "after": 1,
@@ -420,7 +451,9 @@ def test_a_scenario_holds_years_numbers_and_the_other_draws_stay(three_years):
     assert math.isnan(numbers.loc["continuations.incubated.survival", "low"])  # held: a decision, no range
     base = three_years["commitments"].set_index(["domain", "granted", "year"])["mean"]
     more = longer["commitments"].set_index(["domain", "granted", "year"])["mean"]
-    assert more[("science_technology", 2024, 2026)] > base[("science_technology", 2024, 2026)]
+    # More of 2024's claimants stay (survival 0.9), and with fewer entrants more are mid-term: 2025's commitments
+    # grow; 2026's are the 2024 entrants' alone (e s^2: 0.25 x 0.81 against about 0.19 drawn), about the same.
+    assert more[("science_technology", 2024, 2025)] > base[("science_technology", 2024, 2025)]
     assert more[("industry", 2024, 2026)] == base[("industry", 2024, 2026)]  # the same draws elsewhere
     assert longer["rules"].equals(three_years["rules"])
 
@@ -457,3 +490,48 @@ def test_compare_shows_the_years_of_two_multi_year_runs(tmp_path, capsys):
     assert "years-no-renewal" not in set(later_new["scenario"])  # no new awards when not renewed
     page = (tmp_path / "c" / "compare.zh-Hans.html").read_text(encoding="utf-8")
     assert 'alt="years"' in page
+
+
+def test_a_renewed_year_has_no_rule_the_text_dates_to_2024(three_years, tmp_path):
+    # Issue 30, item 4: 「除標明具體實施期限外,均為2024年全年實施有效」 excepts the dated 「2024年一季度」 items: a renewed
+    # package has no new claims of them in 2025 or 2026, and the first year keeps them.
+    dated = {r.id for r in POLICY.rules if r.valid is not None}
+    assert dated == {"a41-q1-booth-fees", "a41-q1-airfare"}
+    assert all(POLICY.rule(r).valid.until == "2024-03-31" and POLICY.rule(r).valid.quote in POLICY.source_text
+               for r in dated)
+    liabilities = three_years["liabilities"]
+    mine = liabilities[liabilities["rule"].isin(dated)]
+    by_year = mine.groupby("year")["district"].sum()
+    assert by_year[2024] > 0 and by_year.get(2025, 0.0) == 0.0 and by_year.get(2026, 0.0) == 0.0
+    others = liabilities[~liabilities["rule"].isin(dated) & (liabilities["origin"] == "new")]
+    assert (others.groupby("year")["district"].sum() > 0).all()
+    import shutil  # the validity's date is checked
+
+    shutil.copytree(MODEL, tmp_path / "m")
+    text = (MODEL / "policy.toml").read_text(encoding="utf-8").replace('until = "2024-03-31"', 'until = "Q1"', 1)
+    (tmp_path / "m" / "policy.toml").write_text(text, encoding="utf-8")
+    with pytest.raises(FiscalsimError, match=r"rule a41-q1-booth-fees, valid: until must be a date as YYYY-MM-DD, "
+                                             r"got 'Q1'"):
+        sim.policy.load(tmp_path / "m")
+
+
+def test_article_49s_cap_holds_for_a_family_over_the_years():
+    # Issue 30, item 9: 「累計最高不超過1萬元」 is per family over all years: a family paid its 1萬 in 2024 gets nothing
+    # more; a later year pays in full only its new families (share e), the returning ones what they have left.
+    rule, n, entrants, reps = "a49-assisted-reproduction", 400, 0.6, 200
+    assert YEARS.terms[rule].cumulative and rule in years.replaced(YEARS, 1)
+    first = {x: (np.zeros(0), np.zeros(0)) for x in years.sources(YEARS)}
+    first[rule] = (np.ones(n), np.full(n, SHARE[rule]))  # every 2024 family at the 1萬 cap
+    paid = []
+    for r in range(reps):
+        cohorts = _cohorts(3, first)
+        cohorts[1][rule] = years.Cohort(np.ones(n), np.full(n, SHARE[rule]))
+        cohorts[2][rule] = years.Cohort(np.full(n, 0.5), np.full(n, 0.5 * SHARE[rule]))
+        carried = years.carry(YEARS, POLICY, cohorts, _values(0.9, entrants), seed=3, replication=r, share=SHARE)
+        mine = {row["year"]: row["award"] for row in carried.rows if row["rule"] == rule}
+        paid.append([mine[1], mine[2]])
+    paid = np.array(paid)
+    _within_3se(paid[:, 0], n * entrants)  # only the new families of 2025 are paid (each 1萬)
+    # 2026: the new families are paid their 0.5萬; a returning 2025 newcomer has 0 left, and so has every 2024 family
+    _within_3se(paid[:, 1], n * entrants * 0.5)
+    assert (paid[:, 0] <= n).all()
