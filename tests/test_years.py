@@ -529,9 +529,19 @@ def test_article_49s_cap_holds_for_a_family_over_the_years():
         cohorts[2][rule] = years.Cohort(np.full(n, 0.5), np.full(n, 0.5 * SHARE[rule]))
         carried = years.carry(YEARS, POLICY, cohorts, _values(0.9, entrants), seed=3, replication=r, share=SHARE)
         mine = {row["year"]: row["award"] for row in carried.rows if row["rule"] == rule}
+        assert {row["origin"] for row in carried.rows if row["rule"] == rule} == {"new"}  # a year's own claims
         paid.append([mine[1], mine[2]])
     paid = np.array(paid)
     _within_3se(paid[:, 0], n * entrants)  # only the new families of 2025 are paid (each 1萬)
     # 2026: the new families are paid their 0.5萬; a returning 2025 newcomer has 0 left, and so has every 2024 family
     _within_3se(paid[:, 1], n * entrants * 0.5)
     assert (paid[:, 0] <= n).all()
+
+
+@pytest.mark.parametrize("vary", [True, False])
+def test_one_assumption_draw_gives_one_value_per_number(vary):
+    # A mutation survivor of sim/years.py (seed 53): the draws asked for are the draws given, one at least.
+    for asked in (0, 1):
+        values = years.draw_values(YEARS, asked, 5, 2024, vary)
+        assert {len(v) for v in values.values.values()} == {1}
+    assert {len(v) for v in years.draw_values(YEARS, 3, 5, 2024, vary).values.values()} == {3}
