@@ -153,3 +153,19 @@ def test_verified_is_not_latitude(tmp_path):
         old, 'latitude = { word = "經核定", floor = 0.5, why = "x" }')})
     with pytest.raises(PolicyError, match="word '經核定' means verified .*: it leaves no award level open"):
         sim.policy.load(folder)
+
+
+def test_the_targets_no_rule_pays_for_are_encoded_too():
+    # Issue 30, item 10: article 1's municipal start rate, article 9's platforms and centres, article 10's institutes,
+    # article 47's ten areas, article 52's housing projects: quoted from the text, beside the 58 before them.
+    found = {t.id: (t.article, t.value) for t in POLICY.targets}
+    assert len(POLICY.targets) == 65
+    assert found["municipal-key-project-start-rate"] == (1, 1.0)
+    assert found["zero-magnetic-cross-research-platforms"] == (9, 3)
+    assert found["zero-magnetic-industry-innovation-centres"] == (9, 2)
+    assert found["national-key-laboratory-institutes"] == (10, 2)
+    assert found["livelihood-practical-projects"] == (47, 10)
+    assert found["public-rental-housing-continued"] == (52, 3)
+    assert found["talent-shared-ownership-housing-continued"] == (52, 2)
+    quotes = [t.quote for t in POLICY.targets]
+    assert len(set(quotes)) == len(quotes)  # each target its own words of the text
