@@ -9,9 +9,8 @@ only in the manifest, never in a table, so identical runs give byte-identical ta
 The folder is written under a temporary name next to the target (:class:`RunWriter`), reserved before any
 computation (:func:`reserve`: locked against a second writer, checked writable, stale staging folders of
 killed runs removed); the manifest is written last, with ``"complete": true``, and the folder is then
-renamed into place.  So an interrupted
-run never leaves a folder that looks complete, and :func:`load` refuses any folder without a complete
-manifest or with a damaged table.
+renamed into place.  So an interrupted run never leaves a folder that looks complete, and :func:`load`
+refuses any folder without a complete manifest or with a damaged table.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from sim import sizing
 from sim.errors import FiscalsimError
 
 MANIFEST = "manifest.json"
@@ -120,8 +120,8 @@ class Target:
         """Refuse, before any computation, a folder of about ``size`` bytes where less than that is free."""
         free = shutil.disk_usage(self.staging).free
         if free < size:
-            raise FiscalsimError(f"{self.out}: the run folder needs about {_mib(size)} and {self.out.parent} has "
-                                 f"{_mib(free)} free; free some space, choose another --out or run fewer "
+            raise FiscalsimError(f"{self.out}: the run folder needs about {sizing.size(size)} and {self.out.parent} "
+                                 f"has {sizing.size(free)} free; free some space, choose another --out or run fewer "
                                  "replications")
 
     def release(self) -> None:
@@ -237,10 +237,6 @@ def _missing_parents(folder: Path) -> list[Path]:
 
 def _reason(exc: OSError) -> str:
     return exc.strerror or type(exc).__name__
-
-
-def _mib(size: int) -> str:
-    return f"{size / 2**20:,.0f} MiB" if size < 2**30 else f"{size / 2**30:,.1f} GiB"
 
 
 class RunWriter:

@@ -568,8 +568,8 @@ def term_year(n: int, years: int, entrants: float, survival: float, rng: np.rand
         return np.ones(n, dtype=np.int64)
     u = rng.random(n)
     later = survival ** np.arange(years - 1, dtype=float)  # years 2 .. years
-    bounds = entrants + (1.0 - entrants) * np.cumsum(later) / later.sum()
-    return 1 + (u >= entrants) + np.searchsorted(bounds[:-1], u, side="right") * (u >= entrants)
+    bounds = entrants + (1.0 - entrants) * np.cumsum(later) / later.sum()  # upper end of each year's share of u
+    return np.where(u < entrants, 1, 2 + np.searchsorted(bounds[:-1], u, side="right"))
 
 
 def ended(policy: Policy, year: int) -> tuple[int, ...]:
